@@ -1,0 +1,1 @@
+return Runtime.Cli.RtCommand.Run(args);
