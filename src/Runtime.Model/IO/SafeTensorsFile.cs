@@ -23,7 +23,7 @@ public sealed class SafeTensorsFile : ITensorSource
         {
             // FileShare.Delete: a writer may atomically replace this file while we read the old one.
             _stream = new FileStream(Location, FileMode.Open, FileAccess.Read, FileShare.Read | FileShare.Delete,
-                bufferSize: 1, FileOptions.RandomAccess);
+                bufferSize: 1, FileOptions.None); // no RandomAccess hint: it would turn off readahead for the mapped reads
         }
         catch (Exception e) when (e is FileNotFoundException or DirectoryNotFoundException)
         {
