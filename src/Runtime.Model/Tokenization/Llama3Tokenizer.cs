@@ -7,10 +7,11 @@ namespace Runtime.Model.Tokenization;
 
 /// <summary>
 /// The Llama 3 tokenizer (3, 3.1, 3.2, 3.3): tiktoken-style byte-level BPE over 128,000 ranks, then 256 special
-/// tokens (ids 128000..128255). The BPE is Microsoft.ML.Tokenizers' <see cref="TiktokenTokenizer"/>; special tokens
-/// are split out here rather than by its pre-tokenizer, because that tokenizer remembers special tokens only in its
-/// LRU word cache, which evicts them after 8192 other distinct words (they would then be encoded as plain text).
-/// Thread-safe: the state is immutable and the BPE's cache is locked.
+/// tokens (ids 128000..128255). The BPE is Microsoft.ML.Tokenizers' <see cref="TiktokenTokenizer"/> fed with
+/// <see cref="Llama3PreTokenizer"/> (code-point exact, unlike a .NET Regex). Special tokens are split out here rather
+/// than registered with that tokenizer, because it remembers special tokens only in its LRU word cache, which evicts
+/// them after 8192 other distinct words (they would then be encoded as plain text); the BPE sees the 128,000 ranks only.
+/// Decoding is done here from the token bytes. Thread-safe: the state is immutable and the BPE's cache is locked.
 /// </summary>
 public sealed partial class Llama3Tokenizer
 {
