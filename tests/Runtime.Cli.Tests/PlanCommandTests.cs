@@ -75,6 +75,17 @@ public class PlanCommandTests
     }
 
     [Fact]
+    public void Gradient_checkpointing_false_keeps_every_activation()
+    {
+        static JsonElement PerGpu(string stdout) => JsonDocument.Parse(stdout).RootElement.GetProperty("per_gpu");
+        var on = PerGpu(Plan("--model", "llama3.1-8b", "--gpus", "1", "--json").Out);
+        var off = PerGpu(Plan("--model", "llama3.1-8b", "--gpus", "1", "--json", "--gradient-checkpointing", "false").Out);
+        Assert.Equal(on.GetProperty("activations_with_recompute_bytes").GetInt64(), on.GetProperty("activations_bytes").GetInt64());
+        Assert.Equal(on.GetProperty("activations_without_recompute_bytes").GetInt64(), off.GetProperty("activations_bytes").GetInt64());
+        Assert.True(off.GetProperty("activations_bytes").GetInt64() > 4 * on.GetProperty("activations_bytes").GetInt64());
+    }
+
+    [Fact]
     public void A_model_folder_with_config_json_is_read()
     {
         var dir = Directory.CreateTempSubdirectory("rt-plan-");

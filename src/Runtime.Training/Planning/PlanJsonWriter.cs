@@ -45,7 +45,7 @@ public static class PlanJsonWriter
         w.WriteNumber("micro_batches", plan.Chosen.MicroBatches);
         w.WriteString("schedule", PlanNames.Schedule(r.Schedule));
         w.WriteString("attention", PlanNames.Attention(r.Attention));
-        w.WriteString("optimizer_sharding", "none");
+        w.WriteString("optimizer_sharding", r.OptimizerSharding.ToString().ToLowerInvariant());
 
         w.WriteStartObject("gpu");
         w.WriteString("name", r.Gpu.Name);
@@ -55,6 +55,10 @@ public static class PlanJsonWriter
         w.WriteEndObject();
         w.WriteNumber("headroom", r.Headroom);
         w.WriteNumber("budget_bytes", plan.BudgetBytes);
+        w.WriteStartObject("reserve");
+        w.WriteNumber("fragmentation_fraction", r.Reserve.FragmentationFraction);
+        w.WriteNumber("runtime_bytes", r.Reserve.RuntimeBytes);
+        w.WriteEndObject();
 
         w.WriteNumber("parameters", plan.Parameters);
         w.WriteNumber("trainable_parameters", plan.TrainableParameters);

@@ -56,9 +56,10 @@ public static class PlanTableRenderer
 
         if (plan.Chosen.Stages.Count > 1)
         {
-            sb.AppendLine("Stages: stage  layers    in flight  total GB");
+            sb.AppendLine("Stages:");
+            sb.AppendLine("  stage  layers    in flight  total GB");
             foreach (var s in plan.Chosen.Stages)
-                sb.AppendLine($"  {s.Stage,11}  {s.FirstLayer,3}-{s.LastLayer,-3}  {s.MicroBatchesInFlight,9}  {Gb(s.Memory.Total),8}" +
+                sb.AppendLine($"  {s.Stage,5}  {$"{s.FirstLayer}-{s.LastLayer}",-8}  {s.MicroBatchesInFlight,9}  {Gb(s.Memory.Total),8}" +
                               (s.Stage == peak.Stage ? "  <- most loaded" : ""));
             sb.AppendLine();
         }
