@@ -8,6 +8,7 @@ public static class RtCommand
     public static int Run(string[] args)
     {
         var root = new RootCommand("Runtime: actor-based distributed fine-tuning for Llama-family models");
+        root.Subcommands.Add(Commands.PlanCommand.Create());
         return root.Parse(args).Invoke();
     }
 }
