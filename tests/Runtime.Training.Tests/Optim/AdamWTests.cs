@@ -213,14 +213,3 @@ public class AdamWTests
         Assert.Null(a.grad);
     }
 }
-
-/// <summary>An exported state dictionary that disposes its tensors.</summary>
-internal sealed class DisposableState(Dictionary<string, Tensor> tensors) : IDisposable
-{
-    public Dictionary<string, Tensor> Tensors { get; } = tensors;
-    public Tensor this[string name] => Tensors[name];
-    public void Dispose()
-    {
-        foreach (var tensor in Tensors.Values) tensor.Dispose();
-    }
-}

@@ -43,3 +43,14 @@ internal static class OptimTestTensors
         AssertClose(Doubles(expected), Doubles(actual), relative, absolute, what);
     }
 }
+
+/// <summary>An exported state dictionary that disposes its tensors.</summary>
+internal sealed class DisposableState(Dictionary<string, Tensor> tensors) : IDisposable
+{
+    public Dictionary<string, Tensor> Tensors { get; } = tensors;
+    public Tensor this[string name] => Tensors[name];
+    public void Dispose()
+    {
+        foreach (var tensor in Tensors.Values) tensor.Dispose();
+    }
+}
