@@ -60,8 +60,9 @@ public static class Nf4Codebook
     internal static Tensor ThresholdsTensor(Device device) => tensor(CudaThresholds, device: device);
 
     /// <summary>
-    /// For each possible packed byte, the two values it decodes to: row b is <c>[nf4[b &gt;&gt; 4], nf4[b &amp; 15]]</c>.
-    /// One gather from this [256, 2] table decodes two elements at once, without shifting nibbles apart.
+    /// For each possible packed byte, the two values it decodes to, <c>(nf4[b &gt;&gt; 4], nf4[b &amp; 15])</c>, stored as one
+    /// complex64 per byte: one gather of 8-byte elements then decodes both nibbles at once, and view_as_real turns the
+    /// result back into [bytes, 2] floats without a copy (measured faster than gathering rows of a [256, 2] table).
     /// </summary>
     internal static Tensor BytePairTable(Device device)
     {
@@ -71,6 +72,6 @@ public static class Nf4Codebook
             pairs[2 * b] = CodeValues[b >> 4];
             pairs[2 * b + 1] = CodeValues[b & 0xF];
         }
-        return tensor(pairs, [256, 2], device: device);
+        return view_as_complex(tensor(pairs, [256, 2], device: device));
     }
 }

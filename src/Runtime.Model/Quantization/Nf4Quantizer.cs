@@ -84,7 +84,7 @@ public static class Nf4Quantizer
         var bytesPerBlock = Nf4Codebook.BlockSize / 2;
         // One gather decodes both nibbles of each byte; a shorter last block is padded so every block is whole.
         var bytes = DynamicBlockwiseQuantizer.PadTo(packed.reshape(-1), blocks * bytesPerBlock);
-        var values = Nf4Codebook.BytePairTable(packed.device).index_select(0, bytes.to(ScalarType.Int32));
+        var values = view_as_real(Nf4Codebook.BytePairTable(packed.device).index_select(0, bytes.to(ScalarType.Int32)));
         var weights = values.view(blocks, Nf4Codebook.BlockSize).mul_(absmax.unsqueeze(1)).view(-1);
         if (weights.shape[0] != n) weights = weights.narrow(0, 0, n);
         return weights.reshape(shape).to(dtype).MoveToOuterDisposeScope();
