@@ -17,12 +17,13 @@ public sealed class InMemorySamples : ISampleSource
 
     /// <summary>
     /// Samples of the given lengths; sample s has ids 1000 s + i (so every token names its sample and place) and every
-    /// token after the first is a target.
+    /// token is marked a target, the first included, so that tests see the collator itself ignore each sample's first
+    /// label.
     /// </summary>
     public static InMemorySamples OfLengths(int maxSeqLength, params int[] lengths) =>
         new(maxSeqLength, lengths.Select((length, s) =>
             (Enumerable.Range(0, length).Select(i => 1000 * s + i).ToArray(),
-             Enumerable.Range(0, length).Select(i => (byte)(i == 0 ? 0 : 1)).ToArray())).ToArray());
+             Enumerable.Repeat((byte)1, length).ToArray())).ToArray());
 
     public int Count => _ids.Length;
 
