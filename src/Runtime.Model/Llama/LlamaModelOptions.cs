@@ -20,8 +20,10 @@ public sealed record LlamaModelOptions
     public ScalarType DType { get; init; } = ScalarType.Float32;
 
     /// <summary>
-    /// The default is scaled_dot_product_attention: on this CPU it measured faster than eager for training-sized
-    /// inputs in both fp32 and bf16 (see the report of the Llama numerics work) and agrees with eager within rounding.
+    /// The default is scaled_dot_product_attention: measured on the CPU build machine (2 layers of the "small" preset,
+    /// batch 1, 2 threads) it was faster than eager everywhere: fp32 forward 2.0x at 1024 and 2048 tokens, 1.35x with
+    /// packed segments (masked kernel), fp32 forward+backward 1.5x causal and 1.85x packed, bf16 forward 1.7-2.3x; the
+    /// logits agreed within 3e-6 (fp32) and within bf16 rounding (bf16).
     /// </summary>
     public AttentionImplementation Attention { get; init; } = AttentionImplementation.ScaledDotProduct;
 
