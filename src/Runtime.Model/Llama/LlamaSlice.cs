@@ -1,0 +1,116 @@
+using Runtime.Model.Config;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Runtime.Model.Llama;
+
+/// <summary>
+/// A Llama causal LM, whole or a pipeline slice of it, shaped like HF's LlamaForCausalLM so that
+/// <c>named_parameters()</c> and <c>state_dict()</c> give the canonical names ("model.layers.5.self_attn.q_proj.weight",
+/// "lm_head.weight"). Fields: <c>model</c> (<see cref="LlamaBackbone"/>) and <c>lm_head</c> (only with the head).
+/// <para>
+/// Tied embeddings (config.tie_word_embeddings): a slice holding both the embedding and the head uses ONE parameter for
+/// both, so named_parameters() lists it once, as "model.embed_tokens.weight" (state_dict lists both names, as HF's).
+/// A head slice without the embedding loads the stored "model.embed_tokens.weight" as its "lm_head.weight": the two
+/// copies then live on different workers, and training them fully needs their gradients summed across the two stages
+/// (Megatron's embedding group); LoRA leaves both frozen.
+/// </para>
+/// Input: token ids [batch, seq] (int64) with the embedding, else hidden states [batch, seq, hidden]. Output: logits
+/// [batch, seq, vocab] in fp32 with the head, else hidden states [batch, seq, hidden] in the model dtype.
+/// </summary>
+public sealed class LlamaSlice : nn.Module<Tensor, AttentionContext, Tensor>
+{
+    readonly LlamaBackbone model;
+    readonly Projection? lm_head;
+    readonly RotaryEmbedding rotary;
+
+    LlamaSlice(LlamaConfig config, LlamaSliceSpec spec, LlamaModelOptions options, SliceWeights weights) : base(nameof(LlamaSlice))
+    {
+        Config = config;
+        Spec = spec;
+        Options = options;
+        model = new LlamaBackbone(config, spec, weights);
+        if (spec.HasHead)
+            lm_head = new Projection(weights.Take(config.TieWordEmbeddings ? LlamaTensorNames.EmbedTokens : LlamaTensorNames.LmHead));
+        rotary = new RotaryEmbedding(config, options.Device);
+        RegisterComponents();
+    }
+
+    /// <summary>
+    /// Builds a slice whose every weight comes from <paramref name="weights"/>, each asked for once by its stored name
+    /// (see <see cref="LlamaTensorNames.ForSlice"/>) and used as is: nothing is allocated and then overwritten.
+    /// </summary>
+    public static LlamaSlice Build(LlamaConfig config, LlamaSliceSpec spec, LlamaModelOptions options, WeightFactory weights)
+    {
+        config.Validate();
+        spec.Validate(config);
+        options.Validate();
+        var source = new SliceWeights(config, spec, options, weights);
+        var slice = new LlamaSlice(config, spec, options, source);
+        var untaken = source.Untaken.ToList();
+        if (untaken.Count > 0)
+        {
+            slice.Dispose();
+            throw new InvalidOperationException($"slice {spec} did not use tensors: {string.Join(", ", untaken)}");
+        }
+        return slice;
+    }
+
+    public LlamaConfig Config { get; }
+
+    public LlamaSliceSpec Spec { get; }
+
+    public LlamaModelOptions Options { get; }
+
+    public LlamaBackbone Model => model;
+
+    public Projection? LmHead => lm_head;
+
+    public RotaryEmbedding Rotary => rotary;
+
+    /// <summary>
+    /// The attention context of one micro-batch: positions [batch, seq] int64, optional segment ids [batch, seq] of
+    /// packed rows, and the KV cache when generating (its length for this slice's first layer is the past length).
+    /// </summary>
+    public AttentionContext CreateContext(Tensor positions, Tensor? segmentIds = null, KvCache? cache = null)
+    {
+        long past = cache is null || Spec.LayerCount == 0 ? 0 : cache.LengthOf(Spec.FirstLayer);
+        return new AttentionContext(rotary, positions, segmentIds, Options.DType, Options.Attention, cache, past);
+    }
+
+    public override Tensor forward(Tensor input, AttentionContext context)
+    {
+        CheckInput(input, context);
+        using var scope = NewDisposeScope();
+        var hidden = model.call(input, context);
+        if (lm_head is null) return hidden.MoveToOuterDisposeScope();
+        return lm_head.call(hidden).to(ScalarType.Float32).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The forward with a context built (and disposed) for this one call.</summary>
+    public Tensor forward(Tensor input, Tensor positions, Tensor? segmentIds = null, KvCache? cache = null)
+    {
+        using var context = CreateContext(positions, segmentIds, cache);
+        return forward(input, context);
+    }
+
+    void CheckInput(Tensor input, AttentionContext context)
+    {
+        bool shapeOk = Spec.HasEmbedding
+            ? input.dim() == 2 && input.dtype == ScalarType.Int64
+            : input.dim() == 3 && input.shape[2] == Config.HiddenSize && input.dtype == Options.DType;
+        if (!shapeOk)
+            throw new ArgumentException(Spec.HasEmbedding
+                ? $"slice {Spec} takes token ids int64 [batch, seq]; got {input.dtype} [{string.Join(", ", input.shape)}]"
+                : $"slice {Spec} takes hidden states {Options.DType} [batch, seq, {Config.HiddenSize}]; got {input.dtype} [{string.Join(", ", input.shape)}]");
+        if (input.shape[0] != context.BatchSize || input.shape[1] != context.Length)
+            throw new ArgumentException(
+                $"input [{string.Join(", ", input.shape)}] does not match the context's positions [{context.BatchSize}, {context.Length}]");
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) rotary.Dispose();
+        base.Dispose(disposing);
+    }
+}
