@@ -13,7 +13,7 @@ namespace Runtime.Model.Llama;
 public sealed class AttentionContext : IDisposable
 {
     internal AttentionContext(RotaryEmbedding rotary, Tensor positions, Tensor? segmentIds, ScalarType dtype,
-        AttentionImplementation implementation, KvCache? cache, long pastLength)
+        AttentionImplementation implementation, KvCache? cache, long pastLength, StepRandomness? randomness = null)
     {
         if (positions.dim() != 2 || positions.dtype != ScalarType.Int64)
             throw new ArgumentException($"positions must be int64 [batch, seq]; got {positions.dtype} [{string.Join(", ", positions.shape)}]");
@@ -25,6 +25,7 @@ public sealed class AttentionContext : IDisposable
 
         Positions = positions;
         SegmentIds = segmentIds;
+        Randomness = randomness;
         Cache = cache;
         PastLength = pastLength;
         Implementation = implementation;
@@ -71,6 +72,9 @@ public sealed class AttentionContext : IDisposable
     public Tensor Sin { get; }
 
     public KvCache? Cache { get; }
+
+    /// <summary>Set while training: the counters dropout draws from. Null in evaluation, scoring and generation.</summary>
+    public StepRandomness? Randomness { get; }
 
     /// <summary>Tokens already in the cache before this forward.</summary>
     public long PastLength { get; }

@@ -71,11 +71,13 @@ public sealed class LlamaSlice : nn.Module<Tensor, AttentionContext, Tensor>
     /// <summary>
     /// The attention context of one micro-batch: positions [batch, seq] int64, optional segment ids [batch, seq] of
     /// packed rows, and the KV cache when generating (its length for this slice's first layer is the past length).
+    /// Training passes the micro-batch's <paramref name="randomness"/>; without it nothing random happens.
     /// </summary>
-    public AttentionContext CreateContext(Tensor positions, Tensor? segmentIds = null, KvCache? cache = null)
+    public AttentionContext CreateContext(Tensor positions, Tensor? segmentIds = null, KvCache? cache = null,
+        StepRandomness? randomness = null)
     {
         long past = cache is null || Spec.LayerCount == 0 ? 0 : cache.LengthOf(Spec.FirstLayer);
-        return new AttentionContext(rotary, positions, segmentIds, Options.DType, Options.Attention, cache, past);
+        return new AttentionContext(rotary, positions, segmentIds, Options.DType, Options.Attention, cache, past, randomness);
     }
 
     public override Tensor forward(Tensor input, AttentionContext context)
