@@ -5,10 +5,15 @@ namespace Runtime.Cli;
 /// <summary>The `rt` command tree.</summary>
 public static class RtCommand
 {
-    public static int Run(string[] args)
+    public static RootCommand Build()
     {
         var root = new RootCommand("Runtime: actor-based distributed fine-tuning for Llama-family models");
+        root.Subcommands.Add(Commands.InitCommand.Create());
+        root.Subcommands.Add(Commands.GenerateCommand.Create());
+        root.Subcommands.Add(Commands.ScoreCommand.Create());
         root.Subcommands.Add(Commands.PlanCommand.Create());
-        return root.Parse(args).Invoke();
+        return root;
     }
+
+    public static int Run(string[] args) => Build().Parse(args).Invoke();
 }
