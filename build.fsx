@@ -33,7 +33,7 @@ Target.create "build" (fun _ -> dotnet [ "build"; solution; "-c"; "Release"; "--
 
 // The same command the README gives and .ci/run calls.
 Target.create "test" (fun _ ->
-    dotnet [ "test"; solution; "-c"; "Release"; "--no-build"; "--logger"; "console;verbosity=normal" ])
+    dotnet [ "test"; solution; "-c"; "Release"; "--no-build"; "--logger"; "console;verbosity=minimal" ])
 
 Target.create "publish" (fun _ ->
     dotnet [ "publish"; Path.Combine(root, "src", "Runtime.Cli", "Runtime.Cli.csproj"); "-c"; "Release"; "-o"; publishDir ])
