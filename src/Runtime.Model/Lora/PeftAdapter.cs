@@ -101,7 +101,7 @@ public static partial class PeftAdapter
             {
                 var t = file.Load(peftName, ScalarType.Float32);
                 tensors[canonical.Name] = t;
-                CheckRank(canonical, t.shape, config, file.Location);
+                if (RankError(canonical, t.shape, config) is { } error) throw new PeftAdapterException($"{file.Location}: {error}");
             }
         }
         catch
@@ -199,12 +199,13 @@ public static partial class PeftAdapter
         return result;
     }
 
-    static void CheckRank(LoraParameterName name, long[] shape, LoraConfig config, string location)
+    /// <summary>Null when the matrix has rank r, else what is wrong.</summary>
+    static string? RankError(LoraParameterName name, long[] shape, LoraConfig config)
     {
         var rank = shape.Length != 2 ? -1 : name.Matrix == 'A' ? shape[0] : shape[1];
-        if (rank != config.Rank)
-            throw new PeftAdapterException(
-                $"{location}: tensor '{ToPeftName(name.Name)}' is [{string.Join(", ", shape)}]; with r = {config.Rank} lora_{name.Matrix} must be {(name.Matrix == 'A' ? $"[{config.Rank}, in]" : $"[out, {config.Rank}]")}");
+        return rank == config.Rank
+            ? null
+            : $"tensor '{ToPeftName(name.Name)}' is [{string.Join(", ", shape)}]; with r = {config.Rank} lora_{name.Matrix} must be {(name.Matrix == 'A' ? $"[{config.Rank}, in]" : $"[out, {config.Rank}]")}";
     }
 
     /// <summary>Every layer of the model has A and B for every target, and nothing names a layer the model lacks.</summary>
@@ -238,7 +239,7 @@ public static partial class PeftAdapter
                 throw new ArgumentException($"{folder}: '{name}' adapts {parsed.Target}, which the config's targets ({string.Join(", ", config.Targets)}) do not list");
             if (t.dtype != ScalarType.Float32)
                 throw new ArgumentException($"{folder}: '{name}' is {t.dtype}; PEFT adapters are saved in float32");
-            CheckRank(parsed, t.shape, config, folder);
+            if (RankError(parsed, t.shape, config) is { } error) throw new ArgumentException($"{folder}: {error}");
             if (!names.Add(name)) throw new ArgumentException($"{folder}: '{name}' is given twice");
         }
         foreach (var name in names)

@@ -29,7 +29,7 @@ public static class PeftAdapterConfig
         ["layers_pattern"] = null,
         ["layers_to_transform"] = null,
         // PEFT types lora_alpha as int; a fractional alpha is written as the float it is.
-        ["lora_alpha"] = config.Alpha == Math.Floor(config.Alpha) && Math.Abs(config.Alpha) < int.MaxValue ? (int)config.Alpha : config.Alpha,
+        ["lora_alpha"] = config.Alpha == Math.Floor(config.Alpha) && config.Alpha < int.MaxValue ? (object)(int)config.Alpha : config.Alpha,
         ["lora_dropout"] = config.Dropout,
         ["modules_to_save"] = null,
         ["peft_type"] = "LORA",
