@@ -103,6 +103,11 @@ public static class Nf4ModelQuantizer
             quantized = null;
             using (var dense = source.LoadExpecting(spec.Name, spec.Shape, DType))
                 quantized = Nf4Quantizer.Quantize(dense);
+            // The writer produces each tensor inside its own dispose scope; the cached weight must outlive it.
+            quantized.Packed.DetachFromDisposeScope();
+            quantized.Absmax.DetachFromDisposeScope();
+            quantized.Nested?.Absmax.DetachFromDisposeScope();
+            quantized.Nested?.Code.DetachFromDisposeScope();
             name = spec.Name;
             return quantized;
         }
