@@ -17,7 +17,7 @@ public sealed class Nf4ModelQuantizerTests
         var config = new LlamaConfig
         {
             VocabSize = 128, HiddenSize = 1024, NumHiddenLayers = 1, NumAttentionHeads = 8, NumKeyValueHeads = 2,
-            HeadDim = 128, IntermediateSize = 2816, TorchDtype = "bfloat16", BosTokenId = 1, EosTokenIds = [2],
+            HeadDim = 128, IntermediateSize = 2048, TorchDtype = "bfloat16", BosTokenId = 1, EosTokenIds = [2],
         };
         using var folder = new TempFolder();
         var dense = Path.Combine(folder.Path, "dense");
