@@ -11,6 +11,8 @@ public static class RtCommand
         root.Subcommands.Add(Commands.InitCommand.Create());
         root.Subcommands.Add(Commands.GenerateCommand.Create());
         root.Subcommands.Add(Commands.ScoreCommand.Create());
+        root.Subcommands.Add(Commands.MergeCommand.Create());
+        root.Subcommands.Add(Commands.QuantizeCommand.Create());
         root.Subcommands.Add(Commands.PlanCommand.Create());
         return root;
     }

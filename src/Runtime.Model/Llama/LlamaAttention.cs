@@ -41,9 +41,11 @@ public sealed class LlamaAttention : nn.Module<Tensor, AttentionContext, Tensor>
     {
         using var scope = NewDisposeScope();
         long batch = hidden.shape[0], length = hidden.shape[1];
-        var q = q_proj.call(hidden).view(batch, length, shape.Heads, shape.HeadDim).transpose(1, 2);
-        var k = k_proj.call(hidden).view(batch, length, shape.KeyValueHeads, shape.HeadDim).transpose(1, 2);
-        var v = v_proj.call(hidden).view(batch, length, shape.KeyValueHeads, shape.HeadDim).transpose(1, 2);
+        // The projections get the micro-batch's randomness for LoRA dropout (null outside training).
+        var randomness = context.Randomness;
+        var q = q_proj.forward(hidden, randomness).view(batch, length, shape.Heads, shape.HeadDim).transpose(1, 2);
+        var k = k_proj.forward(hidden, randomness).view(batch, length, shape.KeyValueHeads, shape.HeadDim).transpose(1, 2);
+        var v = v_proj.forward(hidden, randomness).view(batch, length, shape.KeyValueHeads, shape.HeadDim).transpose(1, 2);
         q = RotaryEmbedding.Apply(q, context.Cos, context.Sin);
         k = RotaryEmbedding.Apply(k, context.Cos, context.Sin);
 
@@ -62,7 +64,7 @@ public sealed class LlamaAttention : nn.Module<Tensor, AttentionContext, Tensor>
             ? EagerAttention(q, k, v, context.Mask)
             : nn.functional.scaled_dot_product_attention(q, k, v, context.Mask, 0.0, context.IsCausal);
         var merged = attended.transpose(1, 2).reshape(batch, length, shape.QueryWidth);
-        return o_proj.call(merged).MoveToOuterDisposeScope();
+        return o_proj.forward(merged, randomness).MoveToOuterDisposeScope();
     }
 
     /// <summary>HF's eager_attention_forward: scores in the activation dtype, softmax in fp32, cast back.</summary>

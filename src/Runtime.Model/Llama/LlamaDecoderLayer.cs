@@ -19,7 +19,7 @@ public sealed class LlamaDecoderLayer : nn.Module<Tensor, AttentionContext, Tens
     {
         LayerIndex = layerIndex;
         var p = LlamaTensorNames.LayerPrefix(layerIndex);
-        Projection Proj(string name) => new(weights.Take(p + name));
+        Projection Proj(string name) => weights.TakeProjection(p + name);
         input_layernorm = new RmsNorm(weights.Take(p + "input_layernorm.weight"), config.RmsNormEps);
         self_attn = new LlamaAttention(layerIndex, LlamaLayerShape.For(config),
             Proj("self_attn.q_proj.weight"), Proj("self_attn.k_proj.weight"),
@@ -41,7 +41,7 @@ public sealed class LlamaDecoderLayer : nn.Module<Tensor, AttentionContext, Tens
     {
         using var scope = NewDisposeScope();
         var h = hidden + self_attn.call(input_layernorm.call(hidden), context);
-        var output = h + mlp.call(post_attention_layernorm.call(h));
+        var output = h + mlp.forward(post_attention_layernorm.call(h), context.Randomness);
         return output.MoveToOuterDisposeScope();
     }
 }

@@ -22,10 +22,13 @@ public sealed class LlamaMlp : nn.Module<Tensor, Tensor>
     public Projection UpProj => up_proj;
     public Projection DownProj => down_proj;
 
-    public override Tensor forward(Tensor input)
+    public override Tensor forward(Tensor input) => forward(input, null);
+
+    /// <summary>The forward with the micro-batch's randomness for LoRA dropout (null outside training).</summary>
+    public Tensor forward(Tensor input, StepRandomness? randomness)
     {
         using var scope = NewDisposeScope();
-        var gated = nn.functional.silu(gate_proj.call(input)) * up_proj.call(input);
-        return down_proj.call(gated).MoveToOuterDisposeScope();
+        var gated = nn.functional.silu(gate_proj.forward(input, randomness)) * up_proj.forward(input, randomness);
+        return down_proj.forward(gated, randomness).MoveToOuterDisposeScope();
     }
 }

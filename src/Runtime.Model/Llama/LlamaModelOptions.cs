@@ -13,6 +13,19 @@ public enum AttentionImplementation
     ScaledDotProduct,
 }
 
+/// <summary>How the seven projections of each decoder layer hold their base weight.</summary>
+public enum ProjectionBase
+{
+    /// <summary>A dense parameter in the model dtype (full fine-tuning, LoRA, inference).</summary>
+    Dense,
+
+    /// <summary>
+    /// Frozen NF4 codes with double-quantized statistics (QLoRA), dequantized to the model dtype for each matmul.
+    /// Embeddings, norms and the LM head stay dense in the model dtype.
+    /// </summary>
+    Nf4,
+}
+
 /// <summary>Precision, attention path and device of a model slice.</summary>
 public sealed record LlamaModelOptions
 {
@@ -32,6 +45,12 @@ public sealed record LlamaModelOptions
 
     /// <summary>Whether the loaded parameters require gradients (false for inference and frozen bases).</summary>
     public bool RequiresGrad { get; init; } = true;
+
+    /// <summary>
+    /// Dense or NF4 projection weights. For NF4 a dense stored weight is read in <see cref="DType"/> and quantized from
+    /// that (QLoRA loads in bf16 and quantizes, as transformers does with torch_dtype=bfloat16).
+    /// </summary>
+    public ProjectionBase ProjectionBase { get; init; } = ProjectionBase.Dense;
 
     public static LlamaModelOptions Default { get; } = new();
 

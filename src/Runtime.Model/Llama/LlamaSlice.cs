@@ -31,7 +31,7 @@ public sealed class LlamaSlice : nn.Module<Tensor, AttentionContext, Tensor>
         Options = options;
         model = new LlamaBackbone(config, spec, weights);
         if (spec.HasHead)
-            lm_head = new Projection(weights.Take(config.TieWordEmbeddings ? LlamaTensorNames.EmbedTokens : LlamaTensorNames.LmHead));
+            lm_head = new Projection("lm_head", weights.Take(config.TieWordEmbeddings ? LlamaTensorNames.EmbedTokens : LlamaTensorNames.LmHead));
         rotary = new RotaryEmbedding(config, options.Device);
         RegisterComponents();
     }
@@ -39,13 +39,16 @@ public sealed class LlamaSlice : nn.Module<Tensor, AttentionContext, Tensor>
     /// <summary>
     /// Builds a slice whose every weight comes from <paramref name="weights"/>, each asked for once by its stored name
     /// (see <see cref="LlamaTensorNames.ForSlice"/>) and used as is: nothing is allocated and then overwritten.
+    /// With <see cref="LlamaModelOptions.ProjectionBase"/> = NF4 the decoder layers' projections come from
+    /// <paramref name="quantizedWeights"/> instead (default: each dense weight quantized as it is produced, then freed).
     /// </summary>
-    public static LlamaSlice Build(LlamaConfig config, LlamaSliceSpec spec, LlamaModelOptions options, WeightFactory weights)
+    public static LlamaSlice Build(LlamaConfig config, LlamaSliceSpec spec, LlamaModelOptions options, WeightFactory weights,
+        Nf4WeightFactory? quantizedWeights = null)
     {
         config.Validate();
         spec.Validate(config);
         options.Validate();
-        var source = new SliceWeights(config, spec, options, weights);
+        var source = new SliceWeights(config, spec, options, weights, quantizedWeights);
         var slice = new LlamaSlice(config, spec, options, source);
         var untaken = source.Untaken.ToList();
         if (untaken.Count > 0)

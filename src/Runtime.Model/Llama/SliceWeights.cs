@@ -1,4 +1,5 @@
 using Runtime.Model.Config;
+using Runtime.Model.Quantization;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -13,6 +14,12 @@ namespace Runtime.Model.Llama;
 public delegate Tensor WeightFactory(LlamaTensorSpec tensor, ScalarType dtype);
 
 /// <summary>
+/// Produces one projection weight of a slice in 4 bits, for a slice whose options ask for an NF4 base: read as stored
+/// (a bitsandbytes-serialized folder) or quantized from the dense weight as it is loaded. Its shape is the dense one.
+/// </summary>
+public delegate Nf4Tensor Nf4WeightFactory(LlamaTensorSpec tensor);
+
+/// <summary>
 /// Hands the modules of one slice their parameters by Hugging Face name. The names and shapes a slice may ask for come
 /// from <see cref="LlamaTensorNames.ForSlice"/> alone, so the module tree and the tensor list cannot drift apart.
 /// </summary>
@@ -20,22 +27,63 @@ internal sealed class SliceWeights
 {
     readonly Dictionary<string, LlamaTensorSpec> expected;
     readonly Dictionary<string, Parameter> taken = [];
+    readonly HashSet<string> takenQuantized = [];
     readonly WeightFactory factory;
+    readonly Nf4WeightFactory quantizedFactory;
     readonly LlamaModelOptions options;
 
-    public SliceWeights(LlamaConfig config, LlamaSliceSpec slice, LlamaModelOptions options, WeightFactory factory)
+    public SliceWeights(LlamaConfig config, LlamaSliceSpec slice, LlamaModelOptions options, WeightFactory factory,
+        Nf4WeightFactory? quantizedFactory = null)
     {
         expected = LlamaTensorNames.ForSlice(config, slice).ToDictionary(t => t.Name);
         this.factory = factory;
+        this.quantizedFactory = quantizedFactory ?? QuantizeAsLoaded;
         this.options = options;
     }
+
+    /// <summary>
+    /// The projection stored under <paramref name="weightName"/> (e.g. "model.layers.0.self_attn.q_proj.weight") with
+    /// the base the options ask for: a dense parameter, or a frozen NF4 weight.
+    /// </summary>
+    public Projection TakeProjection(string weightName)
+    {
+        const string suffix = ".weight";
+        if (!weightName.EndsWith(suffix, StringComparison.Ordinal))
+            throw new InvalidOperationException($"'{weightName}' does not name a projection weight");
+        var modulePath = weightName[..^suffix.Length];
+        if (options.ProjectionBase == ProjectionBase.Dense) return new Projection(modulePath, Take(weightName));
+
+        var spec = Expected(weightName);
+        if (!takenQuantized.Add(weightName))
+            throw new InvalidOperationException($"the slice asked for '{weightName}' twice");
+        var quantized = quantizedFactory(spec);
+        if (!quantized.Shape.SequenceEqual(spec.Shape))
+        {
+            var got = $"[{string.Join(", ", quantized.Shape)}]";
+            quantized.Dispose();
+            throw new InvalidOperationException($"NF4 weight factory returned {got} for {spec}");
+        }
+        var module = new Nf4Weight(quantized);
+        if (options.Device is { } device) module.to(device);
+        return new Projection(modulePath, module);
+    }
+
+    /// <summary>The default 4-bit source: the dense weight in the activation dtype, quantized, then freed.</summary>
+    Nf4Tensor QuantizeAsLoaded(LlamaTensorSpec spec)
+    {
+        using var dense = factory(spec, options.DType);
+        return Nf4Quantizer.Quantize(dense);
+    }
+
+    LlamaTensorSpec Expected(string name) => expected.TryGetValue(name, out var spec)
+        ? spec
+        : throw new InvalidOperationException($"the slice asked for '{name}', which is not among its tensors");
 
     /// <summary>The parameter stored under <paramref name="name"/>; asking twice returns the same parameter (tying).</summary>
     public Parameter Take(string name)
     {
         if (taken.TryGetValue(name, out var existing)) return existing;
-        if (!expected.TryGetValue(name, out var spec))
-            throw new InvalidOperationException($"the slice asked for '{name}', which is not among its tensors");
+        var spec = Expected(name);
 
         var value = factory(spec, options.DType);
         if (!value.shape.SequenceEqual(spec.Shape) || value.dtype != options.DType)
@@ -59,5 +107,5 @@ internal sealed class SliceWeights
     }
 
     /// <summary>Names the slice should have asked for but did not: a module tree out of step with the tensor list.</summary>
-    public IEnumerable<string> Untaken => expected.Keys.Where(n => !taken.ContainsKey(n));
+    public IEnumerable<string> Untaken => expected.Keys.Where(n => !taken.ContainsKey(n) && !takenQuantized.Contains(n));
 }
