@@ -112,6 +112,28 @@ public sealed class InferenceCommandTests : IClassFixture<InferenceCommandTests.
     }
 
     [Fact]
+    public void Score_with_a_peft_adapter_matches_transformers_with_peft()
+    {
+        using var dir = new ScratchFolder();
+        var expected = HfFixtures.Expected;
+        var rows = expected["input_ids"]!.AsArray().Zip(expected["labels"]!.AsArray(),
+            (ids, labels) => new JsonObject { ["input_ids"] = ids!.DeepClone(), ["labels"] = labels!.DeepClone() }.ToJsonString());
+        File.WriteAllLines(dir["in.jsonl"], rows);
+        var (exit, _, stderr) = Rt.Invoke("score", "--model", HfFixtures.Path_("micro-untied"), "--adapter", HfFixtures.Path_("micro-untied-lora"),
+            "--data", dir["in.jsonl"], "--out", dir["out.jsonl"]);
+        Assert.True(exit == 0, stderr);
+        var labelCounts = expected["labels"]!.AsArray().Select(r => r!.AsArray().Skip(1).Count(v => v!.GetValue<int>() != -100)).ToArray();
+        var combined = File.ReadAllLines(dir["out.jsonl"]).Select((l, i) => JsonNode.Parse(l)!["loss"]!.GetValue<double>() * labelCounts[i]).Sum()
+                       / labelCounts.Sum();
+        Assert.Equal(expected["micro-untied-lora"]!["loss"]!.GetValue<double>(), combined, 1e-5);
+        Assert.NotEqual(expected["micro-untied"]!["loss_eager"]!.GetValue<double>(), combined, 1e-3);
+
+        var missing = Rt.Invoke("score", "--model", HfFixtures.Path_("micro-untied"), "--adapter", dir["nope"], "--data", dir["in.jsonl"], "--out", dir["o2.jsonl"]);
+        Assert.Equal(1, missing.Exit);
+        Assert.Contains("--adapter", missing.Err);
+    }
+
+    [Fact]
     public void Score_text_rows_tokenize_with_bos_like_the_ids_row()
     {
         using var dir = new ScratchFolder();

@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Runtime.Model.Config;
 using Runtime.Model.IO;
+using Runtime.Model.Lora;
 using Runtime.Model.Tokenization;
 using Runtime.Training.Data;
 
@@ -31,7 +32,7 @@ public static class CommandAction
         });
 
     public static bool IsUserError(Exception e) => e is UsageException or ModelConfigException or TensorFileException
-        or TokenizerFormatException or DataFormatException or IOException or UnauthorizedAccessException
+        or TokenizerFormatException or DataFormatException or PeftAdapterException or IOException or UnauthorizedAccessException
         or InvalidDataException;
 }
 

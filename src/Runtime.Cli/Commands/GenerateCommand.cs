@@ -15,6 +15,7 @@ public static class GenerateCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "Hugging Face model folder", Required = true };
+        var adapter = ModelFolder.AdapterOption();
         var prompt = new Option<string>("--prompt") { Description = "Prompt text (the user message with --chat)", Required = true };
         var chat = new Option<bool>("--chat") { Description = "Render the prompt with the chat template and print the assistant's reply" };
         var system = new Option<string?>("--system") { Description = "System message (with --chat)" };
@@ -29,14 +30,14 @@ public static class GenerateCommand
         var template = new Option<string?>("--template") { Description = "Chat template: llama3.1 | llama3 (default: detected from the folder)" };
 
         var command = new Command("generate", "Generate text from a prompt with the model's KV cache");
-        foreach (var o in new Option[] { model, prompt, chat, system, maxNew, greedy, temperature, topP, seed, dtype, tokenizer, template })
+        foreach (var o in new Option[] { model, adapter, prompt, chat, system, maxNew, greedy, temperature, topP, seed, dtype, tokenizer, template })
             command.Options.Add(o);
         CommandAction.Set(command, (parse, stdout) =>
         {
             var folder = parse.GetValue(model)!;
             if (parse.GetValue(maxNew) < 0) throw new UsageException("--max-new-tokens must not be negative");
             var tok = ModelFolder.LoadTokenizer(folder, parse.GetValue(tokenizer));
-            using var slice = ModelFolder.LoadForInference(folder, ModelFolder.ParseDType(parse.GetValue(dtype)!));
+            using var slice = ModelFolder.LoadForInference(folder, ModelFolder.ParseDType(parse.GetValue(dtype)!), parse.GetValue(adapter));
 
             int[] promptIds;
             if (parse.GetValue(chat))

@@ -13,9 +13,6 @@ namespace Runtime.Cli.Commands;
 /// </summary>
 public static class MergeCommand
 {
-    public const int ExitOk = 0;
-    public const int ExitError = 1;
-
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "The base model folder (config.json + safetensors; dense or 4-bit)", Required = true };
@@ -28,34 +25,20 @@ public static class MergeCommand
         foreach (var o in new Option[] { model, adapter, output, dtype })
             command.Options.Add(o);
 
-        command.SetAction(parse =>
+        CommandAction.Set(command, (parse, stdout) =>
         {
-            var stdout = parse.InvocationConfiguration.Output;
-            var stderr = parse.InvocationConfiguration.Error;
-            try
+            ScalarType? requested = parse.GetValue(dtype) switch
             {
-                ScalarType? requested = parse.GetValue(dtype) switch
-                {
-                    "bf16" => ScalarType.BFloat16,
-                    "fp32" => ScalarType.Float32,
-                    _ => null,
-                };
-                var result = LoraMerge.MergeFolder(parse.GetValue(model)!, parse.GetValue(adapter)!, parse.GetValue(output)!, requested);
-                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"merged {result.MergedWeights} adapted weights into {result.Tensors} tensors ({(result.DType == ScalarType.Float32 ? "fp32" : "bf16")}{(result.FromQuantizedBase ? ", from a 4-bit base" : "")}) -> {result.Output}"));
-                if (result.CopiedFiles.Count > 0) stdout.WriteLine($"copied {string.Join(", ", result.CopiedFiles)}");
-                return ExitOk;
-            }
-            catch (Exception e) when (IsInputError(e))
-            {
-                stderr.WriteLine($"error: {e.Message}");
-                return ExitError;
-            }
+                "bf16" => ScalarType.BFloat16,
+                "fp32" => ScalarType.Float32,
+                _ => null,
+            };
+            var result = LoraMerge.MergeFolder(parse.GetValue(model)!, parse.GetValue(adapter)!, parse.GetValue(output)!, requested);
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"merged {result.MergedWeights} adapted weights into {result.Tensors} tensors ({(result.DType == ScalarType.Float32 ? "fp32" : "bf16")}{(result.FromQuantizedBase ? ", from a 4-bit base" : "")}) -> {result.Output}"));
+            if (result.CopiedFiles.Count > 0) stdout.WriteLine($"copied {string.Join(", ", result.CopiedFiles)}");
+            return CommandAction.ExitOk;
         });
         return command;
     }
-
-    /// <summary>A user's bad input (missing or malformed files, unsupported settings), as opposed to a bug.</summary>
-    static bool IsInputError(Exception e) => e is ModelConfigException or TensorFileException or PeftAdapterException
-        or ArgumentException or IOException or UnauthorizedAccessException;
 }

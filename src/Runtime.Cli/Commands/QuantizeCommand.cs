@@ -14,9 +14,6 @@ namespace Runtime.Cli.Commands;
 /// </summary>
 public static class QuantizeCommand
 {
-    public const int ExitOk = 0;
-    public const int ExitError = 1;
-
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "The dense model folder (config.json + safetensors)", Required = true };
@@ -26,30 +23,16 @@ public static class QuantizeCommand
         command.Options.Add(model);
         command.Options.Add(output);
 
-        command.SetAction(parse =>
+        CommandAction.Set(command, (parse, stdout) =>
         {
-            var stdout = parse.InvocationConfiguration.Output;
-            var stderr = parse.InvocationConfiguration.Error;
-            try
-            {
-                var result = Nf4ModelQuantizer.QuantizeFolder(parse.GetValue(model)!, parse.GetValue(output)!);
-                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"quantized {result.QuantizedWeights} weights ({result.QuantizedParameters} parameters) to NF4; kept {result.DenseTensors} tensors in bf16 -> {result.Output}"));
-                stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
-                    $"bytes per quantized parameter: {result.BytesPerQuantizedParameter:F4} ({result.QuantizedBytes} bytes written for them)"));
-                if (result.CopiedFiles.Count > 0) stdout.WriteLine($"copied {string.Join(", ", result.CopiedFiles)}");
-                return ExitOk;
-            }
-            catch (Exception e) when (IsInputError(e))
-            {
-                stderr.WriteLine($"error: {e.Message}");
-                return ExitError;
-            }
+            var result = Nf4ModelQuantizer.QuantizeFolder(parse.GetValue(model)!, parse.GetValue(output)!);
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"quantized {result.QuantizedWeights} weights ({result.QuantizedParameters} parameters) to NF4; kept {result.DenseTensors} tensors in bf16 -> {result.Output}"));
+            stdout.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                $"bytes per quantized parameter: {result.BytesPerQuantizedParameter:F4} ({result.QuantizedBytes} bytes written for them)"));
+            if (result.CopiedFiles.Count > 0) stdout.WriteLine($"copied {string.Join(", ", result.CopiedFiles)}");
+            return CommandAction.ExitOk;
         });
         return command;
     }
-
-    /// <summary>A user's bad input (missing or malformed files, unsupported settings), as opposed to a bug.</summary>
-    static bool IsInputError(Exception e) => e is ModelConfigException or TensorFileException or PeftAdapterException
-        or ArgumentException or IOException or UnauthorizedAccessException;
 }

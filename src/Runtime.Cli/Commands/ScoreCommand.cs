@@ -21,6 +21,7 @@ public static class ScoreCommand
     public static Command Create()
     {
         var model = new Option<string>("--model") { Description = "Hugging Face model folder", Required = true };
+        var adapter = ModelFolder.AdapterOption();
         var data = new Option<string>("--data") { Description = "Input JSONL", Required = true };
         var output = new Option<string>("--out") { Description = "Output JSONL (written atomically)", Required = true };
         var dtype = new Option<string>("--dtype") { Description = "fp32 | bf16 compute", DefaultValueFactory = _ => "fp32" };
@@ -28,14 +29,14 @@ public static class ScoreCommand
         var tokenizer = new Option<string?>("--tokenizer") { Description = "Tokenizer file for text rows when the model folder has none" };
 
         var command = new Command("score", "Per-token log-probabilities and loss of each row of a JSONL file");
-        foreach (var o in new Option[] { model, data, output, dtype, tokenizer }) command.Options.Add(o);
+        foreach (var o in new Option[] { model, adapter, data, output, dtype, tokenizer }) command.Options.Add(o);
         CommandAction.Set(command, (parse, stdout) =>
         {
             var folder = parse.GetValue(model)!;
             var input = parse.GetValue(data)!;
             if (!File.Exists(input)) throw new UsageException($"--data {input}: no such file");
             var tok = ModelFolder.TryLoadTokenizer(folder, parse.GetValue(tokenizer));
-            using var slice = ModelFolder.LoadForInference(folder, ModelFolder.ParseDType(parse.GetValue(dtype)!));
+            using var slice = ModelFolder.LoadForInference(folder, ModelFolder.ParseDType(parse.GetValue(dtype)!), parse.GetValue(adapter));
 
             var results = new StringBuilder();
             int rows = 0;
