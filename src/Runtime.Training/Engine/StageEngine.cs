@@ -40,7 +40,7 @@ public sealed class StageEngine : IDisposable
         Recompute = recompute;
         _layers = slice.Model.Layers.ToArray();
         TrainableParameters = slice.named_parameters().Where(p => p.parameter.requires_grad)
-            .Select(p => (p.name, p.parameter)).ToList();
+            .Select(p => (p.name, (Tensor)p.parameter)).ToList();
     }
 
     public LlamaSlice Slice { get; }
@@ -49,7 +49,7 @@ public sealed class StageEngine : IDisposable
     public bool Recompute { get; }
 
     /// <summary>The parameters this stage trains (those that require grad), by canonical full-model name.</summary>
-    public IReadOnlyList<(string Name, Parameter Parameter)> TrainableParameters { get; }
+    public IReadOnlyList<(string Name, Tensor Parameter)> TrainableParameters { get; }
 
     public bool IsFirstStage => Slice.Spec.HasEmbedding;
 

@@ -64,7 +64,7 @@ internal static class MicroModel
     }
 
     /// <summary>Gradients of the trainable parameters by name, as fp64 arrays (missing gradients as null).</summary>
-    public static Dictionary<string, double[]?> Gradients(IEnumerable<(string Name, TorchSharp.Modules.Parameter Parameter)> parameters)
+    public static Dictionary<string, double[]?> Gradients(IEnumerable<(string Name, Tensor Parameter)> parameters)
     {
         using var scope = NewDisposeScope();
         return parameters.ToDictionary(p => p.Name,

@@ -89,7 +89,7 @@ public class StageEngineTests
             loss.backward();
             referenceLoss = loss.ToDouble();
         }
-        var referenceGrads = MicroModel.Gradients(model.named_parameters().Select(p => (p.name, p.parameter)));
+        var referenceGrads = MicroModel.Gradients(model.named_parameters().Select(p => (p.name, (Tensor)p.parameter)));
         model.zero_grad();
 
         Assert.True(Math.Abs(referenceLoss - engineLoss) <= 1e-6, $"loss {engineLoss:R} vs {referenceLoss:R}");
