@@ -36,16 +36,16 @@ internal static class MicroModel
 
     /// <summary>
     /// <paramref name="count"/> samples of lengths between <paramref name="minLength"/> and
-    /// <paramref name="maxLength"/>: token t+1 = token t + stride (mod vocab, avoiding 0, the pad id), strides 1..3;
-    /// every token but a short prompt of 2 is a target.
+    /// <paramref name="maxLength"/>: token t+1 = token t + stride (mod vocab, avoiding 0, the pad id), strides 1 to
+    /// <paramref name="maxStride"/>; every token but a short prompt of 2 is a target.
     /// </summary>
-    public static InMemorySamples Samples(int count, int seed = 5, int minLength = 9, int maxLength = 24)
+    public static InMemorySamples Samples(int count, int seed = 5, int minLength = 9, int maxLength = 24, int maxStride = 3)
     {
         var random = new Random(seed);
         var samples = new (int[] Ids, byte[] Targets)[count];
         for (int s = 0; s < count; s++)
         {
-            int length = random.Next(minLength, maxLength + 1), stride = 1 + random.Next(3);
+            int length = random.Next(minLength, maxLength + 1), stride = 1 + random.Next(maxStride);
             var ids = new int[length];
             ids[0] = 1 + random.Next(Vocab - 1);
             for (int i = 1; i < length; i++) ids[i] = 1 + (ids[i - 1] - 1 + stride) % (Vocab - 1);
@@ -56,9 +56,10 @@ internal static class MicroModel
     }
 
     /// <summary>Unpacked batches of <see cref="Samples"/>, padded with id 0 (the micro model has no Llama 3 pad id).</summary>
-    public static TrainingBatches Batches(int count = 64, int seed = 5, bool packed = false, ulong samplerSeed = 3)
+    public static TrainingBatches Batches(int count = 64, int seed = 5, bool packed = false, ulong samplerSeed = 3,
+        int maxLength = 24, int maxStride = 3)
     {
-        var samples = Samples(count, seed);
+        var samples = Samples(count, seed, maxLength: maxLength, maxStride: maxStride);
         IExampleSet examples = packed ? new PackedExamples(samples) : new SampleExamples(samples);
         return TrainingBatches.InMemory(examples, new SamplerOptions(samplerSeed), padId: 0);
     }

@@ -7,6 +7,7 @@ using static TorchSharp.torch;
 namespace Runtime.Training.Tests.Engine;
 
 /// <summary>Two pipeline stages driven by hand (hidden states forward, their gradients back) against the whole model.</summary>
+[Collection(TorchTrainingCollection.Name)]
 public class PipelineStagesTests
 {
     const int Split = 2;

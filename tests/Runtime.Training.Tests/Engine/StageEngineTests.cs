@@ -6,6 +6,7 @@ using static TorchSharp.torch;
 
 namespace Runtime.Training.Tests.Engine;
 
+[Collection(TorchTrainingCollection.Name)]
 public class StageEngineTests
 {
     /// <summary>
@@ -60,6 +61,25 @@ public class StageEngineTests
         // table's two contributions (head and embedding) are summed in another order: fp32 rounding.
         MicroModel.AssertClose(kept, recomputed, tied ? 1e-6 : 0, "recompute vs graph");
         Assert.Contains(kept.Values, g => g!.Any(v => v != 0));
+    }
+
+    [Fact]
+    public void Only_parameters_that_require_grad_train_and_recompute_still_matches()
+    {
+        // As under a LoRA injector: the base is frozen (embedding and head included), a few tensors train.
+        var config = MicroModel.Config();
+        using var model = MicroModel.Create(config);
+        string[] trained = ["model.layers.0.self_attn.q_proj.weight", "model.layers.2.mlp.down_proj.weight", "model.norm.weight"];
+        foreach (var (name, parameter) in model.named_parameters()) parameter.requires_grad_(trained.Contains(name));
+        var batches = MicroModel.Batches();
+        var layout = new BatchLayout(2, 2, 1);
+
+        var (kept, _) = OneStep(model, batches, layout, recompute: false);
+        var (recomputed, _) = OneStep(model, batches, layout, recompute: true);
+
+        Assert.Equal(trained.Order(), kept.Keys.Order());
+        MicroModel.AssertClose(kept, recomputed, 0, "frozen base: recompute vs graph");
+        Assert.All(model.named_parameters().Where(p => !trained.Contains(p.name)), p => Assert.Null(p.parameter.grad));
     }
 
     [Fact]
