@@ -1,19 +1,7 @@
 using System.Text.Json;
 using Runtime.Model.IO;
-using static TorchSharp.torch;
 
 namespace Runtime.Training.Checkpoints;
-
-/// <summary>
-/// A tensor, or a worker's slice of one, to save under its canonical full-model name. <see cref="Value"/> holds the
-/// worker's part (any device: it is copied to host memory as it is written); <see cref="Placement"/> says where the
-/// part sits in the full tensor. The writer does not dispose <see cref="Value"/>.
-/// </summary>
-public sealed record ShardTensor(string Name, Tensor Value, TensorPlacement Placement)
-{
-    /// <summary>A tensor saved whole.</summary>
-    public static ShardTensor Whole(string name, Tensor value) => new(name, value, TensorPlacement.Whole(value.shape));
-}
 
 /// <summary>
 /// Writes one worker's shard files into a checkpoint's temporary folder: <c>trainable.&lt;worker&gt;.safetensors</c>

@@ -1,5 +1,4 @@
 using System.Text.Json;
-using Runtime.Model.IO;
 using Runtime.Training.Optim;
 
 namespace Runtime.Training.Checkpoints;
@@ -122,21 +121,4 @@ public sealed record CheckpointState
         Enum.TryParse<LrScheduleKind>(kind, ignoreCase: true, out var parsed) && Enum.IsDefined(parsed)
             ? parsed
             : throw new CheckpointException($"{file}: 'schedule.kind' is \"{kind}\", not one of {string.Join(", ", Enum.GetNames<LrScheduleKind>()).ToLowerInvariant()}");
-}
-
-/// <summary>Where a worker's part of a tensor sits in the full tensor: the full shape and the slice (null: all of it).</summary>
-public readonly record struct TensorPlacement(long[] FullShape, TensorSlice? Slice = null)
-{
-    public static TensorPlacement Whole(long[] shape) => new(shape);
-
-    /// <summary>The shape of the part: the full shape with the slice's length along its dimension.</summary>
-    public long[] PartShape
-    {
-        get
-        {
-            var shape = (long[])FullShape.Clone();
-            if (Slice is { } s) shape[s.Dim] = s.Length;
-            return shape;
-        }
-    }
 }

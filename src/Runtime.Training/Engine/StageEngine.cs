@@ -48,7 +48,10 @@ public sealed class StageEngine : IDisposable
     /// <summary>Gradient checkpointing: recompute each layer during the backward instead of keeping its activations.</summary>
     public bool Recompute { get; }
 
-    /// <summary>The parameters this stage trains (those that require grad), by canonical full-model name.</summary>
+    /// <summary>
+    /// The parameters this stage trains (those that require grad when the engine is built: inject adapters and freeze
+    /// the base first), by canonical full-model name.
+    /// </summary>
     public IReadOnlyList<(string Name, Tensor Parameter)> TrainableParameters { get; }
 
     public bool IsFirstStage => Slice.Spec.HasEmbedding;
