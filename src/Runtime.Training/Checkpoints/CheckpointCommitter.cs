@@ -37,7 +37,7 @@ public sealed class CheckpointCommitter
         var temporary = CheckpointFolders.TemporaryPathOf(OutputFolder, step);
         if (Directory.Exists(temporary)) Directory.Delete(temporary, recursive: true);
         Directory.CreateDirectory(temporary);
-        FolderSync.Sync(OutputFolder);
+        AtomicFile.SyncFolder(OutputFolder);
         return temporary;
     }
 
@@ -69,10 +69,10 @@ public sealed class CheckpointCommitter
         // The manifest goes last: a folder with a manifest has every file the manifest names.
         var manifest = new CheckpointManifest(step, files).ToJson();
         AtomicFile.Write(Path.Combine(temporary, CheckpointFolders.ManifestFile), stream => stream.Write(manifest));
-        FolderSync.Sync(temporary);
+        AtomicFile.SyncFolder(temporary);
 
         Directory.Move(temporary, final);
-        FolderSync.Sync(OutputFolder);
+        AtomicFile.SyncFolder(OutputFolder);
 
         ApplyRetention();
         return final;
@@ -109,7 +109,7 @@ public sealed class CheckpointCommitter
             }
             Directory.Delete(deleting, recursive: true);
         }
-        if (doomed.Count > 0) FolderSync.Sync(OutputFolder);
+        if (doomed.Count > 0) AtomicFile.SyncFolder(OutputFolder);
         return doomed;
     }
 

@@ -39,10 +39,7 @@ public sealed record CheckpointManifest(long Step, IReadOnlyList<CheckpointFile>
     public static CheckpointManifest Read(string file)
     {
         using var document = JsonFields.Parse(file);
-        var root = new JsonFields(document.RootElement, file);
-        if (root.String("format") != Format) throw new CheckpointException($"{file}: 'format' is not \"{Format}\"");
-        if (root.Long("version") != Version)
-            throw new CheckpointException($"{file}: version {root.Long("version")} is not the version {Version} this build reads");
+        var root = new JsonFields(document.RootElement, file).CheckFormat(Format, Version);
         var files = root.Array("files").Select(f => new CheckpointFile(f.String("name"), f.String("sha256"), f.Long("bytes"))).ToList();
         foreach (var f in files)
             if (f.Name != Path.GetFileName(f.Name) || f.Name is "" or "." or "..")

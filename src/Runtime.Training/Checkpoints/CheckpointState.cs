@@ -92,10 +92,7 @@ public sealed record CheckpointState
     public static CheckpointState Read(string file)
     {
         using var document = JsonFields.Parse(file);
-        var root = new JsonFields(document.RootElement, file);
-        if (root.String("format") != Format) throw new CheckpointException($"{file}: 'format' is not \"{Format}\"");
-        if (root.Long("version") != Version)
-            throw new CheckpointException($"{file}: version {root.Long("version")} is not the version {Version} this build reads");
+        var root = new JsonFields(document.RootElement, file).CheckFormat(Format, Version);
         var data = root.Object("data");
         var rng = root.Object("rng");
         var schedule = root.OptionalObject("schedule");

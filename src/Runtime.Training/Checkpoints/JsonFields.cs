@@ -19,6 +19,14 @@ internal readonly struct JsonFields(JsonElement element, string file, string pat
         }
     }
 
+    /// <summary>Checks the "format" and "version" every checkpoint JSON file starts with.</summary>
+    public JsonFields CheckFormat(string format, int version)
+    {
+        if (String("format") != format) throw Error("format", $"is not \"{format}\"");
+        if (Long("version") != version) throw Error("version", $"is {Long("version")}, not the version {version} this build reads");
+        return this;
+    }
+
     public bool Has(string key) => element.TryGetProperty(key, out var value) && value.ValueKind != JsonValueKind.Null;
 
     public JsonFields Object(string key) => new(Get(key, JsonValueKind.Object, "an object"), file, Where(key));
