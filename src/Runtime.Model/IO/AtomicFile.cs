@@ -56,7 +56,7 @@ public static partial class AtomicFile
     /// Makes the rename itself durable: on POSIX systems a rename lives in the folder, which has to be fsynced too.
     /// Best effort: some file systems refuse fsync on folders, and Windows has no such call (NTFS journals renames).
     /// </summary>
-    static void SyncFolder(string folder)
+    public static void SyncFolder(string folder)
     {
         if (!OperatingSystem.IsLinux() && !OperatingSystem.IsMacOS()) return;
         try
