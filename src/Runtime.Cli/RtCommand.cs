@@ -9,6 +9,7 @@ public static class RtCommand
     {
         var root = new RootCommand("Runtime: actor-based distributed fine-tuning for Llama-family models");
         root.Subcommands.Add(Commands.PlanCommand.Create());
+        root.Subcommands.Add(Commands.NodeCommand.Create());
         return root.Parse(args).Invoke();
     }
 }
