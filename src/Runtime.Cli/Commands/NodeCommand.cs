@@ -1,7 +1,6 @@
 using System.CommandLine;
 using Runtime.Cluster.Configuration;
 using Runtime.Cluster.Hosting;
-using Runtime.Cluster.RunSpecs;
 
 namespace Runtime.Cli.Commands;
 
@@ -51,9 +50,15 @@ public static class NodeCommand
             {
                 return Run(options, output).GetAwaiter().GetResult();
             }
-            catch (Exception e) when (e is HoconException or RunSpecException or IOException)
+            catch (Exception e) when (e is HoconException or IOException)
             {
                 error.WriteLine($"rt node: {e.Message}");
+                return (int)NodeExit.Failed;
+            }
+            catch (Exception e)
+            {
+                // Akka's own start-up failures (a port in use, a bad setting it reads itself): say what, not where.
+                error.WriteLine($"rt node: {e.GetType().Name}: {e.Message}");
                 return (int)NodeExit.Failed;
             }
         });

@@ -52,10 +52,10 @@ public sealed record CommandHostSettings(string Host, int Port);
 
 public sealed record ShardingSettings(int MaxShards, string CoordinatorRole, string WorkerRole);
 
-/// <param name="PassivateAfterFinish">Null: a finished run's coordinator stays in memory.</param>
-public sealed record RunCoordinatorSettings(int SnapshotEvery, TimeSpan? PassivateAfterFinish)
+/// <param name="PassivateInactiveAfter">Null: coordinators without an active run stay in memory.</param>
+public sealed record RunCoordinatorSettings(int SnapshotEvery, TimeSpan? PassivateInactiveAfter)
 {
     public static RunCoordinatorSettings From(Config config) => new(
         ConfigValues.Int(config, "runtime.run-coordinator.snapshot-every", min: 1),
-        ConfigValues.DurationOrOff(config, "runtime.run-coordinator.passivate-after-finish"));
+        ConfigValues.DurationOrOff(config, "runtime.run-coordinator.passivate-inactive-after"));
 }

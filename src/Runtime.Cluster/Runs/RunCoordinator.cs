@@ -57,7 +57,7 @@ public sealed class RunCoordinator : ReceivePersistentActor
         Command<DeleteSnapshotsFailure>(f => _log.Warning(f.Cause, "run {0}: deleting old snapshots failed", _runId));
         Command<ReceiveTimeout>(_ =>
         {
-            if (_state.IsFinished) Context.Parent.Tell(new Passivate(PoisonPill.Instance));
+            if (!_state.IsActive) Context.Parent.Tell(new Passivate(PoisonPill.Instance));
         });
     }
 
@@ -73,8 +73,8 @@ public sealed class RunCoordinator : ReceivePersistentActor
     {
         if (_state.IsActive)
             Record(new AttemptStarted(_runId, _state.Attempt + 1, "the run coordinator restarted", _state.ResumeStep), StartDriver);
-        else if (_state.IsFinished)
-            PassivateWhenIdle();
+        else
+            PassivateWhenIdle(); // finished, or nothing was ever submitted here
     }
 
     void Submit(SubmitRun submit)
@@ -105,6 +105,7 @@ public sealed class RunCoordinator : ReceivePersistentActor
         var sender = Sender;
         Record(new RunSubmitted(_runId, submit.Spec, DateTimeOffset.UtcNow), () =>
         {
+            Context.SetReceiveTimeout(null); // an active run's coordinator stays
             sender.Tell(new RunAccepted(_runId));
             StartDriver();
         });
@@ -261,6 +262,6 @@ public sealed class RunCoordinator : ReceivePersistentActor
 
     void PassivateWhenIdle()
     {
-        if (_setup.Settings.PassivateAfterFinish is { } idle) Context.SetReceiveTimeout(idle);
+        if (_setup.Settings.PassivateInactiveAfter is { } idle) Context.SetReceiveTimeout(idle);
     }
 }

@@ -46,7 +46,7 @@ public sealed class RunCoordinatorTests : Akka.TestKit.Xunit2.TestKit
     }
 
     RunCoordinatorSetup Setup(int slots = 4, IRunDriverFactory? driver = null, int snapshotEvery = 100) =>
-        new(new RunCoordinatorSettings(snapshotEvery, PassivateAfterFinish: null), new FixedSlotInventory(slots), driver ?? NoRunDriver.Instance);
+        new(new RunCoordinatorSettings(snapshotEvery, PassivateInactiveAfter: null), new FixedSlotInventory(slots), driver ?? NoRunDriver.Instance);
 
     IActorRef Start(RunCoordinatorSetup? setup = null) => Sys.ActorOf(RunCoordinator.Props(RunId, setup ?? Setup()));
 

@@ -1,3 +1,5 @@
+using Akka.Actor;
+using Akka.Cluster.Sharding;
 using Akka.Configuration;
 using Runtime.Cluster.Hosting;
 
@@ -28,6 +30,13 @@ public static class TestNodes
         var node = await RuntimeNode.StartAsync(options);
         await node.WhenUp.WaitAsync(TimeSpan.FromSeconds(30));
         return node;
+    }
+
+    /// <summary>Whether the shard region currently runs the entity.</summary>
+    public static bool Hosts(IActorRef region, string entityId)
+    {
+        var state = region.Ask<CurrentShardRegionState>(GetShardRegionState.Instance, TimeSpan.FromSeconds(5)).GetAwaiter().GetResult();
+        return state.Shards.Any(s => s.EntityIds.Contains(entityId));
     }
 
     /// <summary>Polls until <paramref name="condition"/> holds; fails naming <paramref name="what"/> after <paramref name="seconds"/>.</summary>
