@@ -40,8 +40,11 @@ public sealed class RuntimeNode : IAsyncDisposable
         Slots = config.Slots;
         Cluster = Akka.Cluster.Cluster.Get(system);
         Cluster.RegisterOnMemberUp(() => _up.TrySetResult());
-        system.WhenTerminated.ContinueWith(_ => _up.TrySetException(
-            new InvalidOperationException($"node {Address} terminated before it became Up")), TaskScheduler.Default);
+        system.WhenTerminated.ContinueWith(terminated =>
+        {
+            if (_up.TrySetException(new InvalidOperationException($"node {Address} terminated before it became Up")))
+                _ = _up.Task.Exception; // observed here: a node that never came up is reported by its exit, not by the finalizer
+        }, TaskScheduler.Default);
     }
 
     public ActorSystem System { get; }

@@ -12,12 +12,12 @@ public sealed class RunSpecException : Exception
     public RunSpecException(string source, IReadOnlyList<SpecProblem> problems)
         : base(Describe(source, problems))
     {
-        Source = source;
+        Origin = source;
         Problems = problems;
     }
 
     /// <summary>The spec file (or "--set", or the run id) the problems were found in.</summary>
-    public new string Source { get; }
+    public string Origin { get; }
 
     public IReadOnlyList<SpecProblem> Problems { get; }
 
