@@ -1,0 +1,61 @@
+using Akka.Configuration;
+
+namespace Runtime.Cluster.Configuration;
+
+/// <summary>The <c>runtime</c> section of a node's configuration, typed. reference.conf holds every default.</summary>
+public sealed record RuntimeSettings(
+    NodeSettings Node,
+    SqliteFileSettings Sqlite,
+    CommandHostSettings Cmd,
+    ShardingSettings Sharding,
+    RunCoordinatorSettings RunCoordinator)
+{
+    public static RuntimeSettings From(Config config) => new(
+        NodeSettings.From(config),
+        new SqliteFileSettings(
+            ConfigValues.String(config, "runtime.persistence.sqlite.journal-file"),
+            ConfigValues.String(config, "runtime.persistence.sqlite.snapshot-file")),
+        new CommandHostSettings(ConfigValues.String(config, "runtime.cmd.host"), ConfigValues.Int(config, "runtime.cmd.port", min: 0)),
+        new ShardingSettings(
+            ConfigValues.Int(config, "runtime.sharding.max-shards", min: 1),
+            ConfigValues.String(config, "runtime.sharding.coordinator-role"),
+            ConfigValues.String(config, "runtime.sharding.worker-role")),
+        RunCoordinatorSettings.From(config));
+}
+
+/// <param name="Slots">Explicit slot count, or null for auto (GPUs, else CPU cores / <paramref name="CoresPerCpuSlot"/>).</param>
+/// <param name="DataDir">Absolute: relative settings are resolved against the working directory.</param>
+public sealed record NodeSettings(int? Slots, int CoresPerCpuSlot, string DataDir)
+{
+    public static NodeSettings From(Config config)
+    {
+        var slots = ConfigValues.String(config, "runtime.node.slots");
+        int? explicitSlots = slots == "auto" ? null : ParseSlots(slots, "runtime.node.slots");
+        return new NodeSettings(
+            explicitSlots,
+            ConfigValues.Int(config, "runtime.node.cores-per-cpu-slot", min: 1),
+            Path.GetFullPath(ConfigValues.String(config, "runtime.node.data-dir")));
+    }
+
+    /// <summary>"auto" is handled by the caller; this reads N >= 0 and names <paramref name="key"/> otherwise.</summary>
+    public static int ParseSlots(string text, string key) =>
+        int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n)
+            ? n
+            : throw new HoconException($"{key} must be auto or a whole number of slots >= 0 (got \"{text}\")");
+}
+
+/// <summary>File names (inside the node's data folder) of the SQLite journal and snapshot store.</summary>
+public sealed record SqliteFileSettings(string JournalFile, string SnapshotFile);
+
+/// <summary>Where the node's command host listens (served by the control-plane stage).</summary>
+public sealed record CommandHostSettings(string Host, int Port);
+
+public sealed record ShardingSettings(int MaxShards, string CoordinatorRole, string WorkerRole);
+
+/// <param name="PassivateInactiveAfter">Null: coordinators without an active run stay in memory.</param>
+public sealed record RunCoordinatorSettings(int SnapshotEvery, TimeSpan? PassivateInactiveAfter)
+{
+    public static RunCoordinatorSettings From(Config config) => new(
+        ConfigValues.Int(config, "runtime.run-coordinator.snapshot-every", min: 1),
+        ConfigValues.DurationOrOff(config, "runtime.run-coordinator.passivate-inactive-after"));
+}

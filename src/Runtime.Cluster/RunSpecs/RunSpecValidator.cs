@@ -1,0 +1,104 @@
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Runtime.Model.Config;
+using Runtime.Training.Planning;
+
+namespace Runtime.Cluster.RunSpecs;
+
+/// <summary>
+/// Checks a parsed <see cref="RunSpec"/> against the world before anything starts: the model folder and its
+/// config.json, the data file, the parallel layout against the model's layers and heads, and the worker count against
+/// the slots available. Every problem names the key to change.
+/// </summary>
+public static class RunSpecValidator
+{
+    /// <summary>Throws <see cref="RunSpecException"/> naming every problem; returns the model's config when all is well.</summary>
+    public static LlamaConfig Validate(RunSpec spec, int availableSlots, string? source = null)
+    {
+        var problems = Problems(spec, availableSlots, out var model);
+        if (problems.Count > 0) throw new RunSpecException(source ?? spec.Name, problems);
+        return model!;
+    }
+
+    public static IReadOnlyList<SpecProblem> Problems(RunSpec spec, int availableSlots) => Problems(spec, availableSlots, out _);
+
+    static IReadOnlyList<SpecProblem> Problems(RunSpec spec, int availableSlots, out LlamaConfig? model)
+    {
+        var problems = new List<SpecProblem>();
+        void Add(string key, string message) => problems.Add(new SpecProblem(key, message));
+
+        model = CheckModel(spec, Add);
+
+        if (!File.Exists(spec.Data.Path))
+            Add("run.data.path", Directory.Exists(spec.Data.Path)
+                ? $"run.data.path: {spec.Data.Path} is a folder; it must be a JSONL file"
+                : $"run.data.path: {spec.Data.Path} does not exist");
+
+        var p = spec.Parallel;
+        if (model is not null)
+        {
+            if (p.Pipeline > model.NumHiddenLayers)
+                Add("run.parallel.pipeline",
+                    $"run.parallel.pipeline = {p.Pipeline} exceeds the model's {model.NumHiddenLayers} layers (num_hidden_layers); every stage needs a layer");
+            foreach (var (name, size) in new[]
+                     {
+                         ("num_attention_heads", model.NumAttentionHeads),
+                         ("num_key_value_heads", model.NumKeyValueHeads),
+                         ("intermediate_size", model.IntermediateSize),
+                     })
+                if (size % p.Tensor != 0)
+                    Add("run.parallel.tensor",
+                        $"run.parallel.tensor = {p.Tensor} does not divide the model's {name} ({size}); tensor-parallel ranks split it evenly");
+        }
+
+        if (p.Workers > availableSlots)
+            Add("run.parallel",
+                $"run.parallel: data {p.Data} x pipeline {p.Pipeline} x tensor {p.Tensor} = {p.Workers} workers need {p.Workers} slots; {availableSlots} available");
+        return problems;
+    }
+
+    static LlamaConfig? CheckModel(RunSpec spec, Action<string, string> add)
+    {
+        var folder = spec.Model;
+        if (!Directory.Exists(folder))
+        {
+            add("run.model", File.Exists(folder)
+                ? $"run.model: {folder} is a file; it must be a model folder holding config.json"
+                : $"run.model: {folder} does not exist");
+            return null;
+        }
+        var configFile = Path.Combine(folder, "config.json");
+        if (!File.Exists(configFile))
+        {
+            add("run.model", $"run.model: {folder} has no config.json (not a Hugging Face model folder)");
+            return null;
+        }
+        LlamaConfig model;
+        try
+        {
+            model = LlamaConfig.Load(configFile);
+        }
+        catch (ModelConfigException e)
+        {
+            add("run.model", $"run.model: {e.Message}");
+            return null;
+        }
+        if (IsQuantized(configFile) && spec.Method != FineTuneMethod.Qlora)
+            add("run.method",
+                $"run.method = {PlanNames.Method(spec.Method)} needs full-precision base weights, but {folder} is 4-bit (quantization_config in config.json); use method = qlora");
+        return model;
+    }
+
+    /// <summary>A 4-bit folder from `rt quantize` (or transformers + bitsandbytes) carries a quantization_config.</summary>
+    static bool IsQuantized(string configFile)
+    {
+        try
+        {
+            return JsonNode.Parse(File.ReadAllText(configFile)) is JsonObject o && o["quantization_config"] is JsonObject;
+        }
+        catch (JsonException)
+        {
+            return false; // LlamaConfig.Load has already parsed it; unreachable in practice
+        }
+    }
+}

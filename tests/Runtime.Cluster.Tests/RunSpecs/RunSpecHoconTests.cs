@@ -1,0 +1,37 @@
+using Runtime.Cluster.RunSpecs;
+
+namespace Runtime.Cluster.Tests.RunSpecs;
+
+public class RunSpecHoconTests
+{
+    static RunSpec Example(params string[] sets) =>
+        RunSpecParser.Parse(RunSpecParserTests.IssueExample, "test.conf", Path.Combine(Path.GetTempPath(), "specs"), sets);
+
+    [Fact]
+    public void Canonical_text_parses_back_to_the_same_spec()
+    {
+        var spec = Example("train.lr=1.3e-5", "lora.dropout=0.1", "train.warmup-ratio=0.30000000000000004", "method=full",
+            "lora.targets=[v_proj, q_proj]", "train.max-steps=1000", "train.seed=123456789012");
+        var text = RunSpecHocon.Write(spec);
+        Assert.Equal(spec, RunSpecParser.ParseCanonical(text));
+    }
+
+    [Fact]
+    public void Canonical_text_keeps_awkward_paths_exactly()
+    {
+        var spec = Example() with { Model = "/models/with space/and \"quotes\" and \\ back", Output = "/runs/a#b/c d/e" };
+        Assert.Equal(spec, RunSpecParser.ParseCanonical(RunSpecHocon.Write(spec)));
+    }
+
+    [Fact]
+    public void Canonical_text_is_deterministic_and_independent_of_how_the_spec_was_written()
+    {
+        var a = Example("train.lr=0.0002");
+        var b = Example();
+        Assert.Equal(RunSpecHocon.Write(a), RunSpecHocon.Write(b));
+        var text = RunSpecHocon.Write(b);
+        Assert.Contains("  train { micro-batch-size = 2, grad-accum = 16, epochs = 3, max-steps = -1, lr = 0.0002, schedule = cosine, ", text);
+        Assert.Contains("  parallel { data = 1, pipeline = 1, tensor = 1, schedule = 1f1b }\n", text);
+        Assert.StartsWith("run {\n  name = \"quickstart\"\n", text);
+    }
+}
