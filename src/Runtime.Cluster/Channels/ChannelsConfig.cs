@@ -1,0 +1,51 @@
+using Akka.Configuration;
+
+namespace Runtime.Cluster.Channels;
+
+/// <summary>
+/// The HOCON the tensor channels need: the binary serializer binding, remoting frame and buffer sizes that fit a chunk,
+/// and <c>runtime.channels</c> defaults. Meant to be merged into Runtime.Cluster's reference.conf; until then, build
+/// ActorSystem configs with <see cref="WithChannels"/>.
+/// </summary>
+public static class ChannelsConfig
+{
+    public const string Hocon = """
+        akka.actor {
+          serializers {
+            runtime-tensor = "Runtime.Cluster.Channels.Remote.TensorWireSerializer, Runtime.Cluster"
+          }
+          serialization-bindings {
+            "Runtime.Cluster.Channels.Remote.ITensorWireMessage, Runtime.Cluster" = runtime-tensor
+          }
+        }
+
+        # A tensor travels as chunks of runtime.channels.chunk-size bytes plus a header of about 100 bytes; Akka's
+        # default frame limit (128000 b) would drop them (OversizedPayloadException). The frame limit leaves room for
+        # chunks up to 4 MiB - 64 KiB. Socket buffers: 0b lets Linux autotune (up to net.ipv4.tcp_wmem/tcp_rmem max);
+        # a fixed size turns autotuning off and is capped by net.core.wmem_max/rmem_max.
+        akka.remote.dot-netty.tcp {
+          maximum-frame-size = 4194304b
+          send-buffer-size = 0b
+          receive-buffer-size = 0b
+        }
+
+        runtime.channels {
+          # What carries collectives of CUDA tensors: auto | akka | nccl (point-to-point is in-process or Akka).
+          transport = auto
+          # Bytes of tensor data per remoting message.
+          chunk-size = 1048576b
+          # Chunks in flight (sent, not yet acknowledged) per destination node. All traffic to a node shares one TCP
+          # connection: the window bounds how many tensor bytes a control message can find queued ahead of it.
+          window = 4
+          # How long a collective waits for a member's contribution before failing the step.
+          receive-timeout = 10m
+          # A half-received tensor whose sender went quiet this long is discarded.
+          partial-transfer-timeout = 2m
+        }
+        """;
+
+    public static Config Default { get; } = ConfigurationFactory.ParseString(Hocon);
+
+    /// <summary>Falls back to the channels' settings for whatever <paramref name="config"/> does not set.</summary>
+    public static Config WithChannels(this Config config) => config.WithFallback(Default);
+}

@@ -1,0 +1,69 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Runtime.Cluster.Channels.Remote;
+
+/// <summary>
+/// A tensor being put back together on the receiving node: allocated once, from the first chunk that arrives (any
+/// chunk carries the shape), and filled by copying each chunk's payload into place, in whatever order chunks come.
+/// </summary>
+internal sealed class TensorAssembly : IDisposable
+{
+    readonly bool[] _received;
+    int _receivedCount;
+    long _receivedBytes;
+    Tensor? _tensor;
+
+    TensorAssembly(TransferHeader header, Tensor tensor)
+    {
+        Header = header;
+        _tensor = tensor;
+        _received = new bool[header.ChunkCount];
+    }
+
+    public TransferHeader Header { get; }
+
+    /// <summary>When a chunk last arrived (<see cref="Environment.TickCount64"/>); idle assemblies are swept.</summary>
+    public long LastTouched { get; private set; } = Environment.TickCount64;
+
+    public bool IsComplete => _receivedCount == Header.ChunkCount;
+
+    public static TensorAssembly Start(TransferHeader header)
+    {
+        var tensor = torch.empty(header.Shape.ToArray(), header.DType);
+        return new TensorAssembly(header, tensor.DetachFromDisposeScope());
+    }
+
+    /// <summary>Copies <paramref name="chunk"/> into place; returns true when it was the last missing one.</summary>
+    public bool Add(TensorChunk chunk)
+    {
+        if (_tensor is null) throw new ObjectDisposedException(nameof(TensorAssembly));
+        if (!chunk.Header.Matches(Header))
+            throw new InvalidDataException($"chunk {chunk.Index} says '{chunk.Header}', but the transfer began as '{Header}'");
+        if (_received[chunk.Index])
+            throw new InvalidDataException($"chunk {chunk.Index} of {Header} arrived twice");
+        chunk.Payload.CopyTo(TensorBytes.CpuSpan(_tensor, chunk.ByteOffset, chunk.PayloadLength));
+        _received[chunk.Index] = true;
+        _receivedCount++;
+        _receivedBytes += chunk.PayloadLength;
+        LastTouched = Environment.TickCount64;
+        if (IsComplete && _receivedBytes != Header.TotalBytes)
+            throw new InvalidDataException($"all {Header.ChunkCount} chunks of {Header} arrived but carried {_receivedBytes} bytes");
+        return IsComplete;
+    }
+
+    /// <summary>Hands the completed tensor over; the assembly no longer owns it.</summary>
+    public Tensor TakeTensor()
+    {
+        if (!IsComplete || _tensor is null) throw new InvalidOperationException($"{Header} is not complete ({_receivedCount} of {Header.ChunkCount} chunks)");
+        var tensor = _tensor;
+        _tensor = null;
+        return tensor;
+    }
+
+    public void Dispose()
+    {
+        _tensor?.Dispose();
+        _tensor = null;
+    }
+}
