@@ -1,3 +1,4 @@
+using System.Net;
 using Akka.Actor;
 using Akka.Configuration;
 using Akka.Remote;
@@ -34,11 +35,24 @@ public sealed class TensorChannelsExtension : IExtension
         EnsureFrameFitsChunk(system, Settings);
         if (Settings.Transport == CollectiveTransport.Nccl) NcclLibrary.EnsureAvailable();
         Router = new TensorRouter(node => system.Provider.ResolveActorRef(TensorEndpoint.PathAt(node)));
-        Endpoint = system.SystemActorOf(TensorEndpoint.Props(Router, Settings), TensorEndpoint.Name);
+        var log = Akka.Event.Logging.GetLogger(system, "runtime.channels");
+        if (system.Provider is IRemoteActorRefProvider)
+            _listener = new TensorSocketListener(Router, Settings, SocketBindAddress(system, Settings), Settings.SocketPort, log);
+        Endpoint = system.SystemActorOf(TensorEndpoint.Props(Router, Settings, _listener?.Port ?? 0), TensorEndpoint.Name);
         Outbox = system.SystemActorOf(TensorOutbox.Props(Settings), TensorOutbox.Name);
-        Transport = new RoutedTensorTransport(Router, new InProcessTransport(Router), new AkkaRemoteTransport(Router, Outbox));
-        system.RegisterOnTermination(Router.Dispose);
+        ITensorTransport remote = new AkkaRemoteTransport(Router, Outbox);
+        if (Settings.Remote == RemoteTransport.Tcp) remote = _tcp = new TcpTensorTransport(Router, Settings, log);
+        Transport = new RoutedTensorTransport(Router, new InProcessTransport(Router), remote);
+        system.RegisterOnTermination(() =>
+        {
+            _tcp?.Dispose();
+            _listener?.Dispose();
+            Router.Dispose();
+        });
     }
+
+    readonly TensorSocketListener? _listener;
+    readonly TcpTensorTransport? _tcp;
 
     public TensorChannelSettings Settings { get; }
     public TensorRouter Router { get; }
@@ -48,6 +62,9 @@ public sealed class TensorChannelsExtension : IExtension
 
     /// <summary>This node's address, which placement gives other nodes for the workers hosted here.</summary>
     public Address SelfAddress => _system.Provider.DefaultAddress;
+
+    /// <summary>The port of this node's tensor socket; 0 when remoting is off.</summary>
+    public int SocketPort => _listener?.Port ?? 0;
 
     /// <summary>The inbox of a worker hosted on this node.</summary>
     public TensorInbox OpenInbox(WorkerId worker) => Router.OpenInbox(worker);
@@ -61,6 +78,7 @@ public sealed class TensorChannelsExtension : IExtension
         foreach (var inbox in Router.LocalInboxes.Where(i => i.Owner.Run == run))
             if (inbox.Attempt < attempt) inbox.Reset(attempt);
         Outbox.Tell(new TensorOutbox.DropStale(run, attempt));
+        _tcp?.DropStale(run, attempt);
     }
 
     /// <summary>
@@ -85,6 +103,18 @@ public sealed class TensorChannelsExtension : IExtension
             throw new ConfigurationException(
                 $"{TensorChannelSettings.Section}.transport = nccl, but the {kind} group of {self} reduces tensors on {device?.ToString() ?? "the CPU"}; NCCL needs CUDA tensors");
         return NcclCollectiveGroup.Create(kind, members, self, device!, inbox, Transport, setupKey, Settings.ReceiveTimeout, cancellationToken);
+    }
+
+    static IPAddress SocketBindAddress(ExtendedActorSystem system, TensorChannelSettings settings)
+    {
+        var host = settings.SocketHostname;
+        if (string.IsNullOrEmpty(host)) host = system.Settings.Config.GetString("akka.remote.dot-netty.tcp.hostname", "");
+        if (string.IsNullOrEmpty(host) || host == "0.0.0.0") return IPAddress.Any;
+        if (IPAddress.TryParse(host, out var address)) return address;
+        var addresses = Dns.GetHostAddresses(host);
+        return addresses.FirstOrDefault(a => a.AddressFamily == System.Net.Sockets.AddressFamily.InterNetwork)
+            ?? addresses.FirstOrDefault()
+            ?? throw new ConfigurationException($"{TensorChannelSettings.Section}.socket.hostname '{host}' resolves to no address");
     }
 
     static void EnsureSerializerBound(ExtendedActorSystem system)

@@ -45,6 +45,24 @@ internal sealed class OutgoingTransfer : IDisposable
         return chunk;
     }
 
+    /// <summary>
+    /// Writes the next chunk to a tensor socket: <c>i32 header length | i32 payload length | header | payload</c>, the
+    /// payload straight from the tensor's memory. <paramref name="scratch"/> holds the prefix and header.
+    /// </summary>
+    public void WriteNextChunk(Stream stream, byte[] scratch)
+    {
+        if (_tensor is null || AllFramed) throw new InvalidOperationException($"{Header}: every chunk is already written");
+        long offset = (long)NextIndex * _chunkSize;
+        int length = (int)Math.Min(_chunkSize, Header.TotalBytes - offset);
+        int headerLength = TensorChunk.WriteHeader(scratch.AsSpan(8), Header, NextIndex, offset);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(scratch, headerLength);
+        System.Buffers.Binary.BinaryPrimitives.WriteInt32LittleEndian(scratch.AsSpan(4), length);
+        stream.Write(scratch, 0, 8 + headerLength);
+        stream.Write(TensorBytes.CpuSpan(_tensor, offset, length));
+        NextIndex++;
+        if (AllFramed) Dispose();
+    }
+
     public void Dispose()
     {
         _tensor?.Dispose();

@@ -37,15 +37,30 @@ internal sealed class TensorAssembly : IDisposable
     /// <summary>Copies <paramref name="chunk"/> into place; returns true when it was the last missing one.</summary>
     public bool Add(TensorChunk chunk)
     {
+        chunk.Payload.CopyTo(Reserve(chunk.Header, chunk.Index, chunk.ByteOffset, chunk.PayloadLength));
+        return Commit(chunk.Index, chunk.PayloadLength);
+    }
+
+    /// <summary>
+    /// Checks that chunk <paramref name="index"/> belongs here and has not arrived yet, and returns the bytes of the
+    /// tensor it fills, so a socket can read the payload straight into place. Follow with <see cref="Commit"/>.
+    /// </summary>
+    public Span<byte> Reserve(TransferHeader header, int index, long byteOffset, int length)
+    {
         if (_tensor is null) throw new ObjectDisposedException(nameof(TensorAssembly));
-        if (!chunk.Header.Matches(Header))
-            throw new InvalidDataException($"chunk {chunk.Index} says '{chunk.Header}', but the transfer began as '{Header}'");
-        if (_received[chunk.Index])
-            throw new InvalidDataException($"chunk {chunk.Index} of {Header} arrived twice");
-        chunk.Payload.CopyTo(TensorBytes.CpuSpan(_tensor, chunk.ByteOffset, chunk.PayloadLength));
-        _received[chunk.Index] = true;
+        if (!header.Matches(Header))
+            throw new InvalidDataException($"chunk {index} says '{header}', but the transfer began as '{Header}'");
+        if (_received[index])
+            throw new InvalidDataException($"chunk {index} of {Header} arrived twice");
+        return TensorBytes.CpuSpan(_tensor, byteOffset, length);
+    }
+
+    /// <summary>Records that chunk <paramref name="index"/>'s bytes are in place; returns true when it was the last missing one.</summary>
+    public bool Commit(int index, int length)
+    {
+        _received[index] = true;
         _receivedCount++;
-        _receivedBytes += chunk.PayloadLength;
+        _receivedBytes += length;
         LastTouched = Environment.TickCount64;
         if (IsComplete && _receivedBytes != Header.TotalBytes)
             throw new InvalidDataException($"all {Header.ChunkCount} chunks of {Header} arrived but carried {_receivedBytes} bytes");

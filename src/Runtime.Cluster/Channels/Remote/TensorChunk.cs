@@ -39,11 +39,31 @@ public sealed class TensorChunk : ITensorWireMessage
     /// <summary>Encodes chunk <paramref name="index"/> of a transfer, copying <paramref name="payload"/> into the frame.</summary>
     public static TensorChunk Create(TransferHeader header, int index, long byteOffset, ReadOnlySpan<byte> payload)
     {
-        TensorWire.EnsureLittleEndian();
         Validate(header, index, byteOffset, payload.Length);
-        int headerSize = 2 + 8 + 4 + 4 + 8 + 1 + 1 + 8 * header.Shape.Count + TensorWire.TagSize(header.Tag) + TensorWire.WorkerIdSize(header.To);
+        int headerSize = HeaderSize(header);
         var frame = GC.AllocateUninitializedArray<byte>(checked(headerSize + payload.Length));
-        var writer = new WireWriter(frame);
+        WriteHeader(frame, header, index, byteOffset);
+        payload.CopyTo(frame.AsSpan(headerSize));
+        return new TensorChunk(header, index, byteOffset, frame, headerSize);
+    }
+
+    /// <summary>Reads a frame written by <see cref="Create"/>; keeps <paramref name="frame"/> as the payload's storage.</summary>
+    public static TensorChunk Decode(byte[] frame)
+    {
+        var (header, index, byteOffset, payloadOffset) = ReadHeader(frame);
+        Validate(header, index, byteOffset, frame.Length - payloadOffset);
+        return new TensorChunk(header, index, byteOffset, frame, payloadOffset);
+    }
+
+    /// <summary>The bytes of a chunk frame before its payload.</summary>
+    internal static int HeaderSize(TransferHeader header) =>
+        2 + 8 + 4 + 4 + 8 + 1 + 1 + 8 * header.Shape.Count + TensorWire.TagSize(header.Tag) + TensorWire.WorkerIdSize(header.To);
+
+    /// <summary>Writes the frame header of chunk <paramref name="index"/> (<see cref="HeaderSize"/> bytes); the payload follows it.</summary>
+    internal static int WriteHeader(Span<byte> destination, TransferHeader header, int index, long byteOffset)
+    {
+        TensorWire.EnsureLittleEndian();
+        var writer = new WireWriter(destination);
         writer.Byte(TensorWire.ChunkMessage);
         writer.Byte(TensorWire.FormatVersion);
         writer.Int64(header.TransferId);
@@ -55,13 +75,12 @@ public sealed class TensorChunk : ITensorWireMessage
         foreach (var dim in header.Shape) writer.Int64(dim);
         writer.Tag(header.Tag);
         writer.Worker(header.To);
-        if (writer.Position != headerSize) throw new InvalidOperationException($"tensor frame header is {writer.Position} bytes, expected {headerSize}");
-        payload.CopyTo(frame.AsSpan(headerSize));
-        return new TensorChunk(header, index, byteOffset, frame, headerSize);
+        if (writer.Position != HeaderSize(header)) throw new InvalidOperationException($"tensor frame header is {writer.Position} bytes, expected {HeaderSize(header)}");
+        return writer.Position;
     }
 
-    /// <summary>Reads a frame written by <see cref="Create"/>; keeps <paramref name="frame"/> as the payload's storage.</summary>
-    public static TensorChunk Decode(byte[] frame)
+    /// <summary>Reads a frame header; returns where the payload starts.</summary>
+    internal static (TransferHeader Header, int Index, long ByteOffset, int PayloadOffset) ReadHeader(ReadOnlySpan<byte> frame)
     {
         TensorWire.EnsureLittleEndian();
         var reader = new WireReader(frame);
@@ -77,13 +96,10 @@ public sealed class TensorChunk : ITensorWireMessage
         for (int i = 0; i < shape.Length; i++) shape[i] = reader.Int64();
         var tag = reader.Tag();
         var to = reader.Worker();
-        var header = new TransferHeader(transferId, to, tag, dtype, shape, count);
-        int payloadOffset = reader.Position;
-        Validate(header, index, byteOffset, frame.Length - payloadOffset);
-        return new TensorChunk(header, index, byteOffset, frame, payloadOffset);
+        return (new TransferHeader(transferId, to, tag, dtype, shape, count), index, byteOffset, reader.Position);
     }
 
-    static void Validate(TransferHeader header, int index, long byteOffset, int payloadLength)
+    internal static void Validate(TransferHeader header, int index, long byteOffset, int payloadLength)
     {
         if (index < 0 || index >= header.ChunkCount)
             throw new InvalidDataException($"chunk {index} of {header} is out of range");
@@ -116,3 +132,12 @@ public sealed record ChunkAck(long TransferId, int Index) : ITensorWireMessage
         return new ChunkAck(reader.Int64(), reader.Int32());
     }
 }
+
+/// <summary>Asks a node's tensor endpoint on which port its tensor socket listens.</summary>
+public sealed record SocketPortQuery : ITensorWireMessage
+{
+    public static readonly SocketPortQuery Instance = new();
+}
+
+/// <summary>The port of a node's tensor socket (<see cref="TensorSocketListener"/>); 0 when it has none.</summary>
+public sealed record SocketPort(int Port) : ITensorWireMessage;

@@ -19,6 +19,8 @@ internal static class TensorWire
     public const byte FormatVersion = 1;
     public const byte ChunkMessage = 1;
     public const byte AckMessage = 2;
+    public const byte SocketPortQueryMessage = 3;
+    public const byte SocketPortMessage = 4;
 
     public static byte DTypeCode(ScalarType dtype) => dtype switch
     {

@@ -21,6 +21,8 @@ public sealed class TensorWireSerializer(ExtendedActorSystem system) : Serialize
     {
         TensorChunk chunk => chunk.Frame,
         ChunkAck ack => ack.Encode(),
+        SocketPortQuery => [TensorWire.SocketPortQueryMessage, TensorWire.FormatVersion],
+        SocketPort port => Port(port),
         _ => throw new ArgumentException($"{nameof(TensorWireSerializer)} cannot write {obj?.GetType().FullName ?? "null"}", nameof(obj)),
     };
 
@@ -31,7 +33,28 @@ public sealed class TensorWireSerializer(ExtendedActorSystem system) : Serialize
         {
             TensorWire.ChunkMessage => TensorChunk.Decode(bytes),
             TensorWire.AckMessage => ChunkAck.Decode(bytes),
+            TensorWire.SocketPortQueryMessage => SocketPortQuery.Instance,
+            TensorWire.SocketPortMessage => Port(bytes),
             var other => throw new InvalidDataException($"tensor wire frame starts with unknown message type {other}"),
         };
+    }
+
+    static byte[] Port(SocketPort port)
+    {
+        var frame = new byte[2 + 4];
+        var writer = new WireWriter(frame);
+        writer.Byte(TensorWire.SocketPortMessage);
+        writer.Byte(TensorWire.FormatVersion);
+        writer.Int32(port.Port);
+        return frame;
+    }
+
+    static SocketPort Port(byte[] frame)
+    {
+        var reader = new WireReader(frame);
+        reader.Byte();
+        var version = reader.Byte();
+        if (version != TensorWire.FormatVersion) throw new InvalidDataException($"socket port frame has format version {version}; this node reads version {TensorWire.FormatVersion}");
+        return new SocketPort(reader.Int32());
     }
 }
