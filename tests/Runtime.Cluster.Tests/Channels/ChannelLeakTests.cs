@@ -10,41 +10,40 @@ namespace Runtime.Cluster.Tests.Channels;
 public sealed class ChannelLeakCollection;
 
 [Collection(nameof(ChannelLeakTests))]
-public sealed class ChannelLeakTests : IDisposable
+public sealed class ChannelLeakTests
 {
-    readonly TwoNodes _nodes = new();
-
-    public void Dispose() => _nodes.Dispose();
-
-    [Fact]
-    public void RepeatedTransfersAndCollectivesLeaveNoLiveTensors()
+    [Theory]
+    [InlineData("akka")]
+    [InlineData("tcp")]
+    public void RepeatedTransfersAndCollectivesLeaveNoLiveTensors(string remote)
     {
+        using var nodes = new TwoNodes(remote);
         var a = Worker(0, 0, run: "leak");
         var b = Worker(1, 0, run: "leak");
         var local = Worker(2, 0, run: "leak");
-        var inboxA = _nodes.Place(a, _nodes.ChannelsA);
-        var inboxB = _nodes.Place(b, _nodes.ChannelsB);
-        var inboxLocal = _nodes.Place(local, _nodes.ChannelsA);
+        var inboxA = nodes.Place(a, nodes.ChannelsA);
+        var inboxB = nodes.Place(b, nodes.ChannelsB);
+        var inboxLocal = nodes.Place(local, nodes.ChannelsA);
         var members = new[] { a, b, local };
         var groups = new[]
         {
-            _nodes.ChannelsA.CreateGroup(GroupKind.DataParallel, members, a),
-            _nodes.ChannelsB.CreateGroup(GroupKind.DataParallel, members, b),
-            _nodes.ChannelsA.CreateGroup(GroupKind.DataParallel, members, local),
+            nodes.ChannelsA.CreateGroup(GroupKind.DataParallel, members, a),
+            nodes.ChannelsB.CreateGroup(GroupKind.DataParallel, members, b),
+            nodes.ChannelsA.CreateGroup(GroupKind.DataParallel, members, local),
         };
         var wait = TimeSpan.FromSeconds(30);
 
         void Round(int step)
         {
             using var scope = torch.NewDisposeScope();
-            _nodes.ChannelsA.Transport.Send(b, Tag(step, a), torch.randn(700_000));            // remote, 3 chunks
-            _nodes.ChannelsA.Transport.Send(local, Tag(step, a), torch.randn(1000));            // in-process
-            _nodes.ChannelsB.Transport.Send(a, Tag(step, b, TensorKind.Gradient), torch.randn(10)); // remote, back
+            nodes.ChannelsA.Transport.Send(b, Tag(step, a), torch.randn(700_000));            // remote, 3 chunks
+            nodes.ChannelsA.Transport.Send(local, Tag(step, a), torch.randn(1000));            // in-process
+            nodes.ChannelsB.Transport.Send(a, Tag(step, b, TensorKind.Gradient), torch.randn(10)); // remote, back
             inboxB.Take(Tag(step, a), wait);
             inboxLocal.Take(Tag(step, a), wait);
             inboxA.Take(Tag(step, b, TensorKind.Gradient), wait);
             // A stale tensor is dropped on arrival and must be freed too.
-            _nodes.ChannelsA.Transport.Send(local, Tag(step, a, attempt: -1), torch.randn(10));
+            nodes.ChannelsA.Transport.Send(local, Tag(step, a, attempt: -1), torch.randn(10));
             var reduce = Enumerable.Range(0, 3).Select(rank => Task.Factory.StartNew(() =>
             {
                 using var inner = torch.NewDisposeScope();

@@ -7,7 +7,7 @@ using static TorchSharp.torch;
 namespace Runtime.Cluster.Tests.Channels;
 
 /// <summary>All-reduce and broadcast over members spread across two nodes (even members on A, odd ones on B).</summary>
-public sealed class CollectiveTests(TwoNodes nodes) : IClassFixture<TwoNodes>
+public abstract class CollectiveTests(TwoNodes nodes)
 {
     static readonly TimeSpan Wait = TimeSpan.FromSeconds(60);
 
@@ -181,3 +181,7 @@ public sealed class CollectiveTests(TwoNodes nodes) : IClassFixture<TwoNodes>
         Assert.Contains(errors, e => e is InvalidOperationException && e.Message.Contains("member 1"));
     }
 }
+
+public sealed class CollectiveOverAkkaTests(AkkaNodes nodes) : CollectiveTests(nodes), IClassFixture<AkkaNodes>;
+
+public sealed class CollectiveOverSocketTests(SocketNodes nodes) : CollectiveTests(nodes), IClassFixture<SocketNodes>;

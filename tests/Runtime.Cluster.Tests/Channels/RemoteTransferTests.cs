@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace Runtime.Cluster.Tests.Channels;
 
 /// <summary>Tensors between two ActorSystems over real TCP on 127.0.0.1.</summary>
-public sealed class RemoteTransferTests(TwoNodes nodes) : IClassFixture<TwoNodes>
+public abstract class RemoteTransferTests(TwoNodes nodes)
 {
     static readonly TimeSpan Wait = TimeSpan.FromSeconds(30);
 
@@ -89,3 +89,7 @@ public sealed class RemoteTransferTests(TwoNodes nodes) : IClassFixture<TwoNodes
         Assert.Same(tensor, received);
     }
 }
+
+public sealed class RemoteTransferOverAkkaTests(AkkaNodes nodes) : RemoteTransferTests(nodes), IClassFixture<AkkaNodes>;
+
+public sealed class RemoteTransferOverSocketTests(SocketNodes nodes) : RemoteTransferTests(nodes), IClassFixture<SocketNodes>;
