@@ -146,6 +146,17 @@ public sealed class TensorWireTests : IDisposable
     }
 
     [Fact]
+    public void SocketPortMessagesRoundTrip()
+    {
+        foreach (object message in new object[] { SocketPortQuery.Instance, new SocketPort(45123) })
+        {
+            var serializer = _system.Serialization.FindSerializerFor(message);
+            Assert.IsType<TensorWireSerializer>(serializer);
+            Assert.Equal(message, serializer.FromBinary(serializer.ToBinary(message), message.GetType()));
+        }
+    }
+
+    [Fact]
     public void DamagedFramesAreRefusedWithAClearError()
     {
         using var tensor = torch.ones(4);
