@@ -48,6 +48,9 @@ public sealed class TensorInbox : IDisposable
     /// <summary>Whether a tensor of <paramref name="attempt"/> would be dropped: older than the current attempt, or the current one cancelled.</summary>
     public bool IsStale(long attempt) { lock (_gate) return IsStaleLocked(attempt); }
 
+    /// <summary>The tags of the tensors held now (a snapshot, for diagnostics).</summary>
+    public IReadOnlyList<TensorTag> HeldTags { get { lock (_gate) return _held.Keys.ToList(); } }
+
     /// <summary>How many tensors were disposed unread because their attempt was stale or cancelled.</summary>
     public long DroppedCount { get { lock (_gate) return _dropped; } }
 
