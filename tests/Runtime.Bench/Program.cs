@@ -3,6 +3,7 @@ using Runtime.Bench;
 // Benchmarks as commands: `dotnet run --project tests/Runtime.Bench -c Release -- <command> [options]`.
 var commands = new Dictionary<string, (string Help, Func<string[], int> Run)>(StringComparer.Ordinal)
 {
+    ["forward"] = ("forward tokens/s of a preset per dtype vs the same dtype's matmul GFLOP/s (MFU)", ForwardBench.Run),
     ["channel"] = ("tensor channel throughput between two processes on 127.0.0.1 vs a raw TCP copy; in-process hand-over time", ChannelBench.Run),
     [ChannelBench.ReceiverCommand] = ("(internal) the receiving process that `channel` starts", ChannelBench.RunReceiver),
 };
