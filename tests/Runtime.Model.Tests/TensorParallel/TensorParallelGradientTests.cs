@@ -20,26 +20,6 @@ public sealed class TensorParallelGradientTests
         float[] Logits, float[]? InputGradient, Dictionary<string, (TensorParallelPlacement Placement, float[] Gradient)> Parameters,
         int Reduced, float[]? PartialBeforeReduce);
 
-    /// <summary>Forward, summed NLL, backward; the input gradient when the slice starts from hidden states.</summary>
-    static (float[] Logits, float[]? InputGradient) ForwardBackward(LlamaSlice model, StepRandomness? randomness)
-    {
-        using var scope = NewDisposeScope();
-        using var tokens = Tokens();
-        using var positions = Positions();
-        var input = model.Spec.HasEmbedding ? tokens : Hidden(model.Config).requires_grad_(true);
-        using var context = model.CreateContext(positions, randomness: randomness);
-        var logits = model.call(input, context);
-        CausalLmLoss.SumNll(logits, tokens).backward();
-        return (Values(logits), model.Spec.HasEmbedding ? null : Values(input.grad!));
-    }
-
-    static Dictionary<string, (TensorParallelPlacement, float[])> Gradients(LlamaSlice model)
-    {
-        var placements = TensorParallelPlacements.For(model);
-        return model.named_parameters().Where(p => p.parameter.requires_grad)
-            .ToDictionary(p => p.name, p => (placements[p.name], Values(p.parameter.grad!)));
-    }
-
     static void AssertMatchesUnsharded(LlamaSlice full, (float[] Logits, float[]? InputGradient) expected, RankResult[] ranks,
         double tolerance)
     {

@@ -73,6 +73,31 @@ public static class TpMicroLlama
         }
     }
 
+    /// <summary>
+    /// Forward of <see cref="Tokens"/> (or <see cref="Hidden"/> for a slice without the embedding, as a leaf that
+    /// requires grad), the summed next-token NLL, backward. Returns the logits and the input's gradient (hidden input).
+    /// </summary>
+    public static (float[] Logits, float[]? InputGradient) ForwardBackward(LlamaSlice model, StepRandomness? randomness = null)
+    {
+        using var scope = NewDisposeScope();
+        var tokens = Tokens();
+        var positions = Positions();
+        var input = model.Spec.HasEmbedding ? tokens : Hidden(model.Config).requires_grad_(true);
+        using var context = model.CreateContext(positions, randomness: randomness);
+        var logits = model.call(input, context);
+        CausalLmLoss.SumNll(logits, tokens).backward();
+        return (Values(logits), model.Spec.HasEmbedding ? null : Values(input.grad!));
+    }
+
+    /// <summary>The trainable parameters' placements and gradients, by canonical name.</summary>
+    public static Dictionary<string, (TensorParallelPlacement Placement, float[] Gradient)> Gradients(LlamaSlice model)
+    {
+        using var scope = NewDisposeScope();
+        var placements = TensorParallelPlacements.For(model);
+        return model.named_parameters().Where(p => p.parameter.requires_grad)
+            .ToDictionary(p => p.name, p => (placements[p.name], Values(p.parameter.grad!)));
+    }
+
     public static float[] Values(Tensor t)
     {
         using var scope = NewDisposeScope();
