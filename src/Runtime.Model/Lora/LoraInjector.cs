@@ -46,7 +46,8 @@ public static class LoraInjector
 
     /// <summary>
     /// The slice's adapter matrices under their canonical names (the live parameters, not copies), in module order:
-    /// what <see cref="PeftAdapter.Save"/> takes.
+    /// what <see cref="PeftAdapter.Save"/> takes. A tensor-parallel shard's are its parts
+    /// (<see cref="TensorParallel.TensorParallelPlacements"/>): join them (a checkpoint's reader does) before saving.
     /// </summary>
     public static IReadOnlyList<(string Name, Tensor Tensor)> AdapterTensors(LlamaSlice slice) =>
         slice.named_parameters().Where(p => IsAdapterParameter(p.name)).Select(p => (p.name, (Tensor)p.parameter)).ToList();

@@ -17,7 +17,7 @@ namespace Runtime.Model.TensorParallel;
 /// (<see cref="TensorParallelPlacements.AllReducePartialGradients"/>).</item>
 /// </list>
 /// A replicated parameter exists once in the model: a checkpoint should store it from one rank, and the global
-/// gradient norm should count it once (<see cref="CountsInGradientNorm"/>).
+/// gradient norm should count it once (<see cref="IsPrimaryCopy"/>).
 /// </summary>
 public readonly record struct TensorParallelPlacement(long[] FullShape, TensorSlice? Slice, bool GradientNeedsAllReduce)
 {
@@ -40,8 +40,11 @@ public readonly record struct TensorParallelPlacement(long[] FullShape, TensorSl
         }
     }
 
-    /// <summary>Whether rank <paramref name="rank"/>'s copy enters a sum over ranks (norm, checkpoint): parts always, replicas on rank 0.</summary>
-    public bool CountsInGradientNorm(int rank) => IsSharded || rank == 0;
+    /// <summary>
+    /// Whether rank <paramref name="rank"/>'s copy is the one that enters sums over ranks (the global gradient norm) and
+    /// checkpoints (which take one copy of each tensor): a part always, a replicated tensor on rank 0 only.
+    /// </summary>
+    public bool IsPrimaryCopy(int rank) => IsSharded || rank == 0;
 
     public override string ToString() => Slice is { } s
         ? $"sharded dim {s.Dim} [{s.Start}, {s.Start + s.Length}) of [{string.Join(", ", FullShape)}]"

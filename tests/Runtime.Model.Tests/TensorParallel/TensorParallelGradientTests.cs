@@ -172,9 +172,9 @@ public sealed class TensorParallelGradientTests
         Expect("lm_head.weight", [61, 32], null);
         foreach (var (name, parameter) in shard.named_parameters())
             Assert.Equal(placements[name].LocalShape, parameter.shape);
-        Assert.True(placements["model.norm.weight"].CountsInGradientNorm(0));
-        Assert.False(placements["model.norm.weight"].CountsInGradientNorm(1));
-        Assert.True(placements[l + "mlp.down_proj.weight"].CountsInGradientNorm(1));
+        Assert.True(placements["model.norm.weight"].IsPrimaryCopy(0));
+        Assert.False(placements["model.norm.weight"].IsPrimaryCopy(1));
+        Assert.True(placements[l + "mlp.down_proj.weight"].IsPrimaryCopy(1));
     }
 
     [Theory]
