@@ -9,7 +9,7 @@ namespace Runtime.Model.Llama;
 /// rotary on q and k, optional KV cache, key/value heads repeated to the query heads (repeat_interleave: query head h
 /// uses kv head h / groups), scaled scores with the mask, and o_proj.
 /// <para>
-/// Tensor-parallel (a <paramref name="tensorParallel"/> group and a shard's <see cref="LlamaLayerShape"/>): q, k and v
+/// Tensor-parallel (a group and a shard's <see cref="LlamaLayerShape"/>): q, k and v
 /// are column-parallel over whole heads behind one copy region, so each rank attends with its own query heads and the
 /// key/value heads they use (kv head h / groups of the full model is local kv head (h mod heads/t) / groups, since t
 /// divides the kv heads); o_proj is row-parallel and a reduce region sums the ranks' partial outputs.
