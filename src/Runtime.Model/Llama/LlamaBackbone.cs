@@ -1,4 +1,5 @@
 using Runtime.Model.Config;
+using Runtime.Model.TensorParallel;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -15,11 +16,12 @@ public sealed class LlamaBackbone : nn.Module<Tensor, AttentionContext, Tensor>
     readonly ModuleDict<LlamaDecoderLayer> layers = new();
     readonly RmsNorm? norm;
 
-    internal LlamaBackbone(LlamaConfig config, LlamaSliceSpec slice, SliceWeights weights) : base(nameof(LlamaBackbone))
+    internal LlamaBackbone(LlamaConfig config, LlamaSliceSpec slice, SliceWeights weights, ITensorParallelGroup? tensorParallel)
+        : base(nameof(LlamaBackbone))
     {
         if (slice.HasEmbedding) embed_tokens = new TokenEmbedding(weights.Take(LlamaTensorNames.EmbedTokens));
         foreach (var i in slice.Layers)
-            layers.Add(i.ToString(System.Globalization.CultureInfo.InvariantCulture), new LlamaDecoderLayer(i, config, weights));
+            layers.Add(i.ToString(System.Globalization.CultureInfo.InvariantCulture), new LlamaDecoderLayer(i, config, weights, tensorParallel));
         if (slice.HasHead) norm = new RmsNorm(weights.Take(LlamaTensorNames.FinalNorm), config.RmsNormEps);
         RegisterComponents();
     }

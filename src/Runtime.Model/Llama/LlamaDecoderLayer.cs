@@ -1,4 +1,5 @@
 using Runtime.Model.Config;
+using Runtime.Model.TensorParallel;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -15,17 +16,18 @@ public sealed class LlamaDecoderLayer : nn.Module<Tensor, AttentionContext, Tens
     readonly RmsNorm post_attention_layernorm;
     readonly LlamaMlp mlp;
 
-    internal LlamaDecoderLayer(int layerIndex, LlamaConfig config, SliceWeights weights) : base(nameof(LlamaDecoderLayer))
+    internal LlamaDecoderLayer(int layerIndex, LlamaConfig config, SliceWeights weights, ITensorParallelGroup? tensorParallel)
+        : base(nameof(LlamaDecoderLayer))
     {
         LayerIndex = layerIndex;
         var p = LlamaTensorNames.LayerPrefix(layerIndex);
         Projection Proj(string name) => weights.TakeProjection(p + name);
         input_layernorm = new RmsNorm(weights.Take(p + "input_layernorm.weight"), config.RmsNormEps);
-        self_attn = new LlamaAttention(layerIndex, LlamaLayerShape.For(config),
+        self_attn = new LlamaAttention(layerIndex, LlamaLayerShape.For(config, weights.Shard),
             Proj("self_attn.q_proj.weight"), Proj("self_attn.k_proj.weight"),
-            Proj("self_attn.v_proj.weight"), Proj("self_attn.o_proj.weight"));
+            Proj("self_attn.v_proj.weight"), Proj("self_attn.o_proj.weight"), tensorParallel);
         post_attention_layernorm = new RmsNorm(weights.Take(p + "post_attention_layernorm.weight"), config.RmsNormEps);
-        mlp = new LlamaMlp(Proj("mlp.gate_proj.weight"), Proj("mlp.up_proj.weight"), Proj("mlp.down_proj.weight"));
+        mlp = new LlamaMlp(Proj("mlp.gate_proj.weight"), Proj("mlp.up_proj.weight"), Proj("mlp.down_proj.weight"), tensorParallel);
         RegisterComponents();
     }
 

@@ -1,6 +1,7 @@
 using System.Text;
 using Runtime.Model.Config;
 using Runtime.Model.IO;
+using Runtime.Model.TensorParallel;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -54,12 +55,17 @@ public sealed class LlamaInitializer(long seed, double std = LlamaInitializer.De
         return (dtype == ScalarType.Float32 ? t : t.to(dtype)).MoveToOuterDisposeScope();
     }
 
-    /// <summary>A weight factory for <see cref="LlamaSlice.Build"/>.</summary>
-    public WeightFactory AsFactory() => (t, dtype) => Create(t.Name, t.Shape, dtype);
+    /// <summary>A weight factory for <see cref="LlamaSlice.Build"/>: each tensor, or the tensor-parallel part asked for.</summary>
+    public WeightFactory AsFactory() => (t, dtype) => Create(t.Name, t.Shape, dtype, t.Slice);
 
-    /// <summary>A freshly initialised slice (default: the whole model).</summary>
-    public LlamaSlice CreateSlice(LlamaConfig config, LlamaSliceSpec? slice = null, LlamaModelOptions? options = null) =>
-        LlamaSlice.Build(config, slice ?? LlamaSliceSpec.Whole(config), options ?? LlamaModelOptions.Default, AsFactory());
+    /// <summary>
+    /// A freshly initialised slice (default: the whole model); a tensor-parallel shard (with its rank's group member)
+    /// holds exactly its parts of the whole model's initial values.
+    /// </summary>
+    public LlamaSlice CreateSlice(LlamaConfig config, LlamaSliceSpec? slice = null, LlamaModelOptions? options = null,
+        ITensorParallelGroup? tensorParallel = null) =>
+        LlamaSlice.Build(config, slice ?? LlamaSliceSpec.Whole(config), options ?? LlamaModelOptions.Default, AsFactory(),
+            tensorParallel: tensorParallel);
 
     const long ChunkSize = 1 << 16;
 

@@ -1,6 +1,7 @@
 using Runtime.Model.Config;
 using Runtime.Model.IO;
 using Runtime.Model.Quantization;
+using Runtime.Model.TensorParallel;
 using static TorchSharp.torch;
 
 namespace Runtime.Model.Llama;
@@ -18,9 +19,19 @@ public static class LlamaLoader
     /// weights are taken as they are, dense ones are loaded one at a time in the options' dtype, quantized and freed.
     /// With a dense base, stored 4-bit weights are dequantized to the options' dtype.
     /// </para>
+    /// <para>
+    /// A tensor-parallel slice (with its rank's <paramref name="tensorParallel"/> group member) reads only its shard's
+    /// rows or columns of each split projection (<see cref="ITensorSource.Load"/> with a slice) and the replicated
+    /// tensors whole. Its NF4 bases are its parts quantized as tensors of their own (blocks of 64 along the flattened
+    /// part, statistics double-quantized per part), which differ from the full tensor's blocks only in the
+    /// double-quantized absmax values when the part's boundaries fall on block boundaries. A 4-bit folder holds
+    /// full-tensor blocks, so a part of a stored 4-bit weight is the full weight dequantized in float32, cut, and
+    /// quantized again (same codes where blocks align; the absmax statistics re-quantized); with a dense base it is the
+    /// full weight dequantized to the dtype and cut, exactly the unsplit model's values.
+    /// </para>
     /// </summary>
     public static LlamaSlice Load(ITensorSource source, LlamaConfig config, LlamaSliceSpec? slice = null,
-        LlamaModelOptions? options = null)
+        LlamaModelOptions? options = null, ITensorParallelGroup? tensorParallel = null)
     {
         var spec = (slice ?? LlamaSliceSpec.Whole(config)).Validate(config);
         var needed = LlamaTensorNames.ForSlice(config, spec).ToList();
@@ -34,25 +45,56 @@ public static class LlamaLoader
                 $"{source.Location}: missing {missing.Count} tensor(s) for {spec}{hint}: {string.Join(", ", missing)}");
         }
         var resolved = options ?? LlamaModelOptions.Default;
-        return LlamaSlice.Build(config, spec, resolved, DenseWeights(source), QuantizedWeights(source, resolved.DType));
+        return LlamaSlice.Build(config, spec, resolved, DenseWeights(source), QuantizedWeights(source, resolved.DType), tensorParallel);
     }
 
-    /// <summary>Stored tensors as dense weights: 4-bit ones dequantized (in float32, then cast to the dtype).</summary>
+    /// <summary>
+    /// Stored tensors (or the part <see cref="LlamaTensorSpec.Slice"/> asks for) as dense weights: 4-bit ones
+    /// dequantized (in float32, then cast to the dtype) whole, then cut.
+    /// </summary>
     public static WeightFactory DenseWeights(ITensorSource source) => (tensor, dtype) =>
     {
         if (!Nf4Serialization.IsQuantized(source, tensor.Name))
-            return source.LoadExpecting(tensor.Name, tensor.Shape, dtype);
+            return source.LoadExpecting(tensor.Name, tensor.Shape, dtype, tensor.Slice);
         using var quantized = ReadQuantized(source, tensor);
-        return Nf4Quantizer.Dequantize(quantized, dtype);
+        if (tensor.Slice is not { } part) return Nf4Quantizer.Dequantize(quantized, dtype);
+        using var scope = NewDisposeScope();
+        return Nf4Quantizer.Dequantize(quantized, dtype).narrow(part.Dim, part.Start, part.Length).contiguous().MoveToOuterDisposeScope();
     };
 
-    /// <summary>Stored tensors as 4-bit weights: read as stored, or loaded in <paramref name="quantizeFrom"/> and quantized.</summary>
+    /// <summary>
+    /// Stored tensors as 4-bit weights: read as stored, or loaded in <paramref name="quantizeFrom"/> and quantized; a
+    /// tensor-parallel part is quantized on its own (from the dense part, or from a stored 4-bit weight's dequantized
+    /// part; see <see cref="Load"/>).
+    /// </summary>
     public static Nf4WeightFactory QuantizedWeights(ITensorSource source, ScalarType quantizeFrom) => tensor =>
     {
-        if (Nf4Serialization.IsQuantized(source, tensor.Name)) return ReadQuantized(source, tensor);
-        using var dense = source.LoadExpecting(tensor.Name, tensor.Shape, quantizeFrom);
+        if (Nf4Serialization.IsQuantized(source, tensor.Name))
+        {
+            var stored = ReadQuantized(source, tensor);
+            if (tensor.Slice is not { } part) return stored;
+            using (stored) return QuantizePart(stored, part);
+        }
+        using var dense = source.LoadExpecting(tensor.Name, tensor.Shape, quantizeFrom, tensor.Slice);
         return Nf4Quantizer.Quantize(dense);
     };
+
+    /// <summary>
+    /// A part of a stored 4-bit weight as a 4-bit tensor of its own: the full weight dequantized in float32 (its exact
+    /// NF4 values), cut, and quantized again with the same double quantization; it keeps the stored original dtype.
+    /// </summary>
+    static Nf4Tensor QuantizePart(Nf4Tensor stored, TensorSlice part)
+    {
+        using var scope = NewDisposeScope();
+        var values = Nf4Quantizer.Dequantize(stored, ScalarType.Float32).narrow(part.Dim, part.Start, part.Length).contiguous();
+        var requantized = Nf4Quantizer.Quantize(values, stored.IsDoubleQuantized);
+        var result = new Nf4Tensor(requantized.Packed, requantized.Absmax, requantized.Nested, requantized.Shape, stored.DType);
+        result.Packed.MoveToOuterDisposeScope();
+        result.Absmax.MoveToOuterDisposeScope();
+        result.Nested?.Absmax.MoveToOuterDisposeScope();
+        result.Nested?.Code.MoveToOuterDisposeScope();
+        return result;
+    }
 
     static Nf4Tensor ReadQuantized(ITensorSource source, LlamaTensorSpec tensor)
     {

@@ -1,4 +1,5 @@
 using Runtime.Model.Config;
+using Runtime.Model.TensorParallel;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -17,6 +18,14 @@ namespace Runtime.Model.Llama;
 /// </para>
 /// Input: token ids [batch, seq] (int64) with the embedding, else hidden states [batch, seq, hidden]. Output: logits
 /// [batch, seq, vocab] in fp32 with the head, else hidden states [batch, seq, hidden] in the model dtype.
+/// <para>
+/// Tensor parallelism (<see cref="LlamaSliceSpec.TensorParallel"/> of size t &gt; 1): the slice is one rank's shard
+/// and runs in lockstep with the other ranks through its <see cref="ITensorParallelGroup"/> (Megatron regions inside
+/// each layer). Inputs, outputs, the residual stream, norms, the embedding and the LM head are replicated: every rank
+/// takes the same input and returns bitwise the same output (full logits; the planner's vocab-parallel head and loss
+/// are not implemented, so the head's weight and logits are whole on every rank). Parameters keep their canonical
+/// names with the shard's part as their value; <see cref="TensorParallelPlacements"/> says which part.
+/// </para>
 /// </summary>
 public sealed class LlamaSlice : nn.Module<Tensor, AttentionContext, Tensor>
 {
@@ -24,12 +33,14 @@ public sealed class LlamaSlice : nn.Module<Tensor, AttentionContext, Tensor>
     readonly Projection? lm_head;
     readonly RotaryEmbedding rotary;
 
-    LlamaSlice(LlamaConfig config, LlamaSliceSpec spec, LlamaModelOptions options, SliceWeights weights) : base(nameof(LlamaSlice))
+    LlamaSlice(LlamaConfig config, LlamaSliceSpec spec, LlamaModelOptions options, SliceWeights weights,
+        ITensorParallelGroup? tensorParallel) : base(nameof(LlamaSlice))
     {
         Config = config;
         Spec = spec;
         Options = options;
-        model = new LlamaBackbone(config, spec, weights);
+        TensorParallelGroup = tensorParallel;
+        model = new LlamaBackbone(config, spec, weights, tensorParallel);
         if (spec.HasHead)
             lm_head = new Projection("lm_head", weights.Take(config.TieWordEmbeddings ? LlamaTensorNames.EmbedTokens : LlamaTensorNames.LmHead));
         rotary = new RotaryEmbedding(config, options.Device);
@@ -41,15 +52,19 @@ public sealed class LlamaSlice : nn.Module<Tensor, AttentionContext, Tensor>
     /// (see <see cref="LlamaTensorNames.ForSlice"/>) and used as is: nothing is allocated and then overwritten.
     /// With <see cref="LlamaModelOptions.ProjectionBase"/> = NF4 the decoder layers' projections come from
     /// <paramref name="quantizedWeights"/> instead (default: each dense weight quantized as it is produced, then freed).
+    /// A tensor-parallel <paramref name="spec"/> (size &gt; 1) needs its rank's member of the group,
+    /// <paramref name="tensorParallel"/>; the factories are then asked for the shard's parts
+    /// (<see cref="LlamaTensorSpec.Slice"/>).
     /// </summary>
     public static LlamaSlice Build(LlamaConfig config, LlamaSliceSpec spec, LlamaModelOptions options, WeightFactory weights,
-        Nf4WeightFactory? quantizedWeights = null)
+        Nf4WeightFactory? quantizedWeights = null, ITensorParallelGroup? tensorParallel = null)
     {
         config.Validate();
         spec.Validate(config);
         options.Validate();
+        var group = CheckGroup(spec, tensorParallel);
         var source = new SliceWeights(config, spec, options, weights, quantizedWeights);
-        var slice = new LlamaSlice(config, spec, options, source);
+        var slice = new LlamaSlice(config, spec, options, source, group);
         var untaken = source.Untaken.ToList();
         if (untaken.Count > 0)
         {
@@ -59,7 +74,29 @@ public sealed class LlamaSlice : nn.Module<Tensor, AttentionContext, Tensor>
         return slice;
     }
 
+    /// <summary>
+    /// The group a tensor-parallel slice reduces with; null without tensor parallelism (a size-1 group is not kept:
+    /// the slice then has no regions at all).
+    /// </summary>
+    static ITensorParallelGroup? CheckGroup(LlamaSliceSpec spec, ITensorParallelGroup? group)
+    {
+        var shard = spec.TensorParallel;
+        if (group is null)
+        {
+            if (shard.IsSplit)
+                throw new ArgumentException($"slice {spec} is tensor-parallel and needs the group of its {shard.Size} ranks");
+            return null;
+        }
+        if (group.Size != shard.Size || group.Rank != shard.Rank)
+            throw new ArgumentException(
+                $"slice {spec} is tp rank {shard.Rank} of {shard.Size}, but the group given is rank {group.Rank} of {group.Size}");
+        return shard.IsSplit ? group : null;
+    }
+
     public LlamaConfig Config { get; }
+
+    /// <summary>The tensor-parallel group of this shard; null without tensor parallelism.</summary>
+    public ITensorParallelGroup? TensorParallelGroup { get; }
 
     public LlamaSliceSpec Spec { get; }
 

@@ -1,4 +1,5 @@
 using Runtime.Model.Config;
+using Runtime.Model.TensorParallel;
 
 namespace Runtime.Model.Llama;
 
@@ -6,11 +7,18 @@ namespace Runtime.Model.Llama;
 /// Which part of a Llama model one worker holds: decoder layers [<see cref="FirstLayer"/>, <see cref="EndLayer"/>)
 /// (global indices), plus the token embedding when it is the first pipeline stage and the final norm with the LM head
 /// when it is the last. An empty layer range is allowed (e.g. a stage that holds only the head).
+/// <see cref="TensorParallel"/> says which tensor-parallel shard of those layers it holds (default: all of them).
 /// </summary>
 public readonly record struct LlamaSliceSpec(int FirstLayer, int EndLayer, bool HasEmbedding, bool HasHead)
 {
     /// <summary>The whole model: every layer, the embedding and the head.</summary>
     public static LlamaSliceSpec Whole(LlamaConfig config) => new(0, config.NumHiddenLayers, true, true);
+
+    /// <summary>
+    /// The tensor-parallel shard of the slice's layers (Megatron: heads and MLP columns split, the rest replicated).
+    /// <see cref="TensorParallelShard.None"/> (rank 0 of 1) is the unsplit slice.
+    /// </summary>
+    public TensorParallelShard TensorParallel { get; init; } = TensorParallelShard.None;
 
     public int LayerCount => EndLayer - FirstLayer;
 
@@ -18,9 +26,13 @@ public readonly record struct LlamaSliceSpec(int FirstLayer, int EndLayer, bool 
 
     public bool HoldsLayer(int layer) => layer >= FirstLayer && layer < EndLayer;
 
+    /// <summary>Every layer, the embedding and the head, unsplit.</summary>
     public bool IsWhole(LlamaConfig config) => this == Whole(config);
 
-    /// <summary>Throws naming the offending bound when the slice does not fit the model.</summary>
+    /// <summary>This slice as tensor-parallel shard <paramref name="rank"/> of <paramref name="size"/>.</summary>
+    public LlamaSliceSpec WithTensorParallel(int rank, int size) => this with { TensorParallel = new TensorParallelShard(rank, size) };
+
+    /// <summary>Throws naming the offending bound, or the config key the tensor-parallel size does not divide.</summary>
     public LlamaSliceSpec Validate(LlamaConfig config)
     {
         if (FirstLayer < 0 || EndLayer < FirstLayer || EndLayer > config.NumHiddenLayers)
@@ -28,9 +40,10 @@ public readonly record struct LlamaSliceSpec(int FirstLayer, int EndLayer, bool 
                 $"slice layers [{FirstLayer}, {EndLayer}) do not fit a model of {config.NumHiddenLayers} layers");
         if (LayerCount == 0 && !HasEmbedding && !HasHead)
             throw new ArgumentException($"slice [{FirstLayer}, {EndLayer}) holds nothing: no layers, no embedding, no head");
+        TensorParallel.Validate(config);
         return this;
     }
 
     public override string ToString() =>
-        $"layers [{FirstLayer}, {EndLayer}){(HasEmbedding ? " + embedding" : "")}{(HasHead ? " + head" : "")}";
+        $"layers [{FirstLayer}, {EndLayer}){(HasEmbedding ? " + embedding" : "")}{(HasHead ? " + head" : "")}{(TensorParallel.IsSplit ? $", {TensorParallel}" : "")}";
 }

@@ -1,23 +1,52 @@
 using Runtime.Model.Config;
+using Runtime.Model.IO;
+using Runtime.Model.TensorParallel;
 
 namespace Runtime.Model.Llama;
 
-/// <summary>A tensor of a Llama model under its Hugging Face name, with its full shape.</summary>
-public sealed record LlamaTensorSpec(string Name, long[] Shape)
+/// <summary>
+/// A tensor of a Llama model under its Hugging Face name, with its full shape, and the part of it a tensor-parallel
+/// shard holds (<see cref="Slice"/>; null: all of it).
+/// </summary>
+public sealed record LlamaTensorSpec(string Name, long[] Shape, TensorSlice? Slice = null)
 {
+    /// <summary>Elements of the full tensor.</summary>
     public long ElementCount => Shape.Aggregate(1L, (a, b) => a * b);
 
-    public override string ToString() => $"{Name} [{string.Join(", ", Shape)}]";
+    /// <summary>The shape of the part a slice holds: the full shape with the slice's length along its dimension.</summary>
+    public long[] LocalShape
+    {
+        get
+        {
+            if (Slice is not { } s) return Shape;
+            var local = (long[])Shape.Clone();
+            local[s.Dim] = s.Length;
+            return local;
+        }
+    }
+
+    public override string ToString() => Slice is { } s
+        ? $"{Name} [{string.Join(", ", Shape)}] (dim {s.Dim} [{s.Start}, {s.Start + s.Length}))"
+        : $"{Name} [{string.Join(", ", Shape)}]";
 }
 
 /// <summary>
-/// Head and width counts of the attention and MLP of one layer, computed from the config in this one place so a later
-/// tensor-parallel shard (heads and intermediate columns split across ranks) changes only this computation.
+/// Head and width counts of the attention and MLP of one layer, computed from the config in this one place: a
+/// tensor-parallel shard holds Heads / tp query heads, KeyValueHeads / tp key/value heads and Intermediate / tp MLP
+/// columns; the hidden width and head_dim are never split.
 /// </summary>
 public sealed record LlamaLayerShape(int Hidden, int Heads, int KeyValueHeads, int HeadDim, int Intermediate)
 {
     public static LlamaLayerShape For(LlamaConfig config) => new(
         config.HiddenSize, config.NumAttentionHeads, config.NumKeyValueHeads, config.HeadDim, config.IntermediateSize);
+
+    /// <summary>What one tensor-parallel shard computes (the whole layer for <see cref="TensorParallelShard.None"/>).</summary>
+    public static LlamaLayerShape For(LlamaConfig config, TensorParallelShard shard)
+    {
+        shard.Validate(config);
+        return new(config.HiddenSize, config.NumAttentionHeads / shard.Size, config.NumKeyValueHeads / shard.Size,
+            config.HeadDim, config.IntermediateSize / shard.Size);
+    }
 
     /// <summary>Query heads per key/value head (HF's num_key_value_groups).</summary>
     public int KeyValueGroups => Heads / KeyValueHeads;
@@ -39,20 +68,58 @@ public static class LlamaTensorNames
     /// <summary>Norm weights are initialised to ones; every other Llama weight is a normal draw.</summary>
     public static bool IsNormWeight(string name) => name.EndsWith("norm.weight", StringComparison.Ordinal);
 
-    /// <summary>The tensors of one decoder layer, in transformers' state_dict order.</summary>
-    public static IEnumerable<LlamaTensorSpec> Layer(LlamaConfig config, int layer)
+    /// <summary>
+    /// The tensors of one decoder layer, in transformers' state_dict order, with full shapes; for a tensor-parallel
+    /// <paramref name="shard"/> each split projection carries the rows (column-parallel) or columns (row-parallel) it
+    /// holds, see <see cref="ParallelStyleOf"/>.
+    /// </summary>
+    public static IEnumerable<LlamaTensorSpec> Layer(LlamaConfig config, int layer, TensorParallelShard? shard = null)
     {
         var s = LlamaLayerShape.For(config);
+        var tp = shard ?? TensorParallelShard.None;
         var p = LayerPrefix(layer);
-        yield return new(p + "self_attn.q_proj.weight", [s.QueryWidth, s.Hidden]);
-        yield return new(p + "self_attn.k_proj.weight", [s.KeyValueWidth, s.Hidden]);
-        yield return new(p + "self_attn.v_proj.weight", [s.KeyValueWidth, s.Hidden]);
-        yield return new(p + "self_attn.o_proj.weight", [s.Hidden, s.QueryWidth]);
-        yield return new(p + "mlp.gate_proj.weight", [s.Intermediate, s.Hidden]);
-        yield return new(p + "mlp.up_proj.weight", [s.Intermediate, s.Hidden]);
-        yield return new(p + "mlp.down_proj.weight", [s.Hidden, s.Intermediate]);
-        yield return new(p + "input_layernorm.weight", [s.Hidden]);
-        yield return new(p + "post_attention_layernorm.weight", [s.Hidden]);
+        LlamaTensorSpec Spec(string name, long[] shape) => new(p + name, shape, SliceOf(p + name, shape, tp));
+        yield return Spec("self_attn.q_proj.weight", [s.QueryWidth, s.Hidden]);
+        yield return Spec("self_attn.k_proj.weight", [s.KeyValueWidth, s.Hidden]);
+        yield return Spec("self_attn.v_proj.weight", [s.KeyValueWidth, s.Hidden]);
+        yield return Spec("self_attn.o_proj.weight", [s.Hidden, s.QueryWidth]);
+        yield return Spec("mlp.gate_proj.weight", [s.Intermediate, s.Hidden]);
+        yield return Spec("mlp.up_proj.weight", [s.Intermediate, s.Hidden]);
+        yield return Spec("mlp.down_proj.weight", [s.Hidden, s.Intermediate]);
+        yield return Spec("input_layernorm.weight", [s.Hidden]);
+        yield return Spec("post_attention_layernorm.weight", [s.Hidden]);
+    }
+
+    /// <summary>
+    /// Megatron's split of a stored Llama tensor: q, k, v, gate and up are column-parallel (their output rows, dim 0,
+    /// are split: whole heads, MLP columns), o and down row-parallel (their input columns, dim 1); everything else
+    /// (norms, embedding, head) is replicated.
+    /// </summary>
+    public static TensorParallelStyle ParallelStyleOf(string weightName)
+    {
+        if (!weightName.StartsWith("model.layers.", StringComparison.Ordinal)) return TensorParallelStyle.Replicated;
+        foreach (var column in ColumnParallel)
+            if (weightName.EndsWith(column, StringComparison.Ordinal)) return TensorParallelStyle.ColumnParallel;
+        foreach (var row in RowParallel)
+            if (weightName.EndsWith(row, StringComparison.Ordinal)) return TensorParallelStyle.RowParallel;
+        return TensorParallelStyle.Replicated;
+    }
+
+    static readonly string[] ColumnParallel =
+        [".self_attn.q_proj.weight", ".self_attn.k_proj.weight", ".self_attn.v_proj.weight", ".mlp.gate_proj.weight", ".mlp.up_proj.weight"];
+
+    static readonly string[] RowParallel = [".self_attn.o_proj.weight", ".mlp.down_proj.weight"];
+
+    /// <summary>The part of a tensor of full <paramref name="shape"/> that <paramref name="shard"/> holds; null: all of it.</summary>
+    public static TensorSlice? SliceOf(string weightName, long[] shape, TensorParallelShard shard)
+    {
+        if (!shard.IsSplit) return null;
+        return ParallelStyleOf(weightName) switch
+        {
+            TensorParallelStyle.ColumnParallel => shard.Part(0, shape[0]),
+            TensorParallelStyle.RowParallel => shard.Part(1, shape[1]),
+            _ => null,
+        };
     }
 
     /// <summary>
@@ -71,7 +138,7 @@ public static class LlamaTensorNames
     }
 
     /// <summary>
-    /// The stored tensors a slice reads, each once. With tied embeddings the head's weight is stored as
+    /// The stored tensors a slice reads, each once, with the part a tensor-parallel slice holds. With tied embeddings the head's weight is stored as
     /// <see cref="EmbedTokens"/>, so a head slice without the embedding reads that name.
     /// </summary>
     public static IEnumerable<LlamaTensorSpec> ForSlice(LlamaConfig config, LlamaSliceSpec slice)
@@ -80,7 +147,7 @@ public static class LlamaTensorNames
         if (slice.HasEmbedding)
             yield return new(EmbedTokens, [config.VocabSize, config.HiddenSize]);
         foreach (var layer in slice.Layers)
-            foreach (var t in Layer(config, layer))
+            foreach (var t in Layer(config, layer, slice.TensorParallel))
                 yield return t;
         if (slice.HasHead)
         {

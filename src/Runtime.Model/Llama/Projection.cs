@@ -1,5 +1,7 @@
+using Runtime.Model.IO;
 using Runtime.Model.Lora;
 using Runtime.Model.Quantization;
+using Runtime.Model.TensorParallel;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -17,6 +19,13 @@ namespace Runtime.Model.Llama;
 /// <c>model.layers.3.self_attn.q_proj.lora_A.weight</c>, <c>....lora_B.weight</c>. PEFT's adapter file names the same
 /// tensors <c>base_model.model.</c> + that name (see <see cref="PeftAdapter"/>).
 /// </para>
+/// <para>
+/// Under tensor parallelism a projection holds one rank's part (<see cref="ParallelStyle"/>): column-parallel, its
+/// output rows [out/t, in], with lora_A [r, in] whole and lora_B [out/t, r] its rows; row-parallel, its input columns
+/// [out, in/t], with lora_A [r, in/t] its columns and lora_B [out, r] whole, so that each rank's partial output
+/// <c>x_s W_s^T + scaling * B (A_s x_s)</c> sums over the ranks to the full projection. The regions that join the
+/// ranks are the caller's (<see cref="LlamaAttention"/>, <see cref="LlamaMlp"/>): a projection computes only its part.
+/// </para>
 /// </summary>
 public sealed class Projection : nn.Module<Tensor, Tensor>
 {
@@ -26,8 +35,12 @@ public sealed class Projection : nn.Module<Tensor, Tensor>
     LoraMatrix? lora_A;
     LoraMatrix? lora_B;
 
-    /// <summary>A dense base: <paramref name="weight"/> [out, in] in the activation dtype.</summary>
-    public Projection(string modulePath, Parameter weight) : base(nameof(Projection))
+    /// <summary>
+    /// A dense base: <paramref name="weight"/> [out, in] in the activation dtype, or, for a tensor-parallel
+    /// <paramref name="style"/>, the part of it shard <paramref name="shard"/> holds.
+    /// </summary>
+    public Projection(string modulePath, Parameter weight,
+        TensorParallelStyle style = TensorParallelStyle.Replicated, TensorParallelShard? shard = null) : base(nameof(Projection))
     {
         if (weight.dim() != 2)
             throw new ArgumentException($"{modulePath}: a projection weight is [out, in]; got [{string.Join(", ", weight.shape)}]");
@@ -35,11 +48,13 @@ public sealed class Projection : nn.Module<Tensor, Tensor>
         this.weight = weight;
         OutFeatures = weight.shape[0];
         InFeatures = weight.shape[1];
+        (ParallelStyle, TensorParallel) = Split(style, shard);
         RegisterComponents();
     }
 
-    /// <summary>A frozen 4-bit base (QLoRA).</summary>
-    public Projection(string modulePath, Nf4Weight weight) : base(nameof(Projection))
+    /// <summary>A frozen 4-bit base (QLoRA), whole or one tensor-parallel part (quantized as a tensor of its own).</summary>
+    public Projection(string modulePath, Nf4Weight weight,
+        TensorParallelStyle style = TensorParallelStyle.Replicated, TensorParallelShard? shard = null) : base(nameof(Projection))
     {
         if (weight.Shape.Length != 2)
             throw new ArgumentException($"{modulePath}: a projection weight is [out, in]; got [{string.Join(", ", weight.Shape)}]");
@@ -47,7 +62,17 @@ public sealed class Projection : nn.Module<Tensor, Tensor>
         nf4_weight = weight;
         OutFeatures = weight.Shape[0];
         InFeatures = weight.Shape[1];
+        (ParallelStyle, TensorParallel) = Split(style, shard);
         RegisterComponents();
+    }
+
+    /// <summary>Without a split (size 1) a projection is whole whatever its style: nothing changes then.</summary>
+    static (TensorParallelStyle, TensorParallelShard) Split(TensorParallelStyle style, TensorParallelShard? shard)
+    {
+        var tp = shard ?? TensorParallelShard.None;
+        if (tp.Size < 1 || tp.Rank < 0 || tp.Rank >= tp.Size)
+            throw new ArgumentException($"bad tensor parallel shard: rank {tp.Rank} of {tp.Size}");
+        return tp.IsSplit && style != TensorParallelStyle.Replicated ? (style, tp) : (TensorParallelStyle.Replicated, tp);
     }
 
     /// <summary>The canonical module path, e.g. "model.layers.3.self_attn.q_proj" or "lm_head".</summary>
@@ -56,6 +81,32 @@ public sealed class Projection : nn.Module<Tensor, Tensor>
     public long InFeatures { get; }
 
     public long OutFeatures { get; }
+
+    /// <summary>How this projection is split across tensor-parallel ranks; Replicated when it is whole.</summary>
+    public TensorParallelStyle ParallelStyle { get; }
+
+    /// <summary>The shard of the slice this projection belongs to (rank 0 of 1 without tensor parallelism).</summary>
+    public TensorParallelShard TensorParallel { get; }
+
+    /// <summary>The full model's input width (in, not in/t, for a row-parallel part).</summary>
+    public long FullInFeatures => ParallelStyle == TensorParallelStyle.RowParallel ? InFeatures * TensorParallel.Size : InFeatures;
+
+    /// <summary>The full model's output width (out, not out/t, for a column-parallel part).</summary>
+    public long FullOutFeatures => ParallelStyle == TensorParallelStyle.ColumnParallel ? OutFeatures * TensorParallel.Size : OutFeatures;
+
+    /// <summary>The part of the full weight [FullOut, FullIn] this projection holds; null: all of it.</summary>
+    public TensorSlice? WeightSlice => ParallelStyle switch
+    {
+        TensorParallelStyle.ColumnParallel => TensorParallel.Part(0, FullOutFeatures),
+        TensorParallelStyle.RowParallel => TensorParallel.Part(1, FullInFeatures),
+        _ => null,
+    };
+
+    /// <summary>The part of the full lora_A [r, FullIn] this projection holds: its columns when row-parallel.</summary>
+    public TensorSlice? LoraASlice => ParallelStyle == TensorParallelStyle.RowParallel ? TensorParallel.Part(1, FullInFeatures) : null;
+
+    /// <summary>The part of the full lora_B [FullOut, r] this projection holds: its rows when column-parallel.</summary>
+    public TensorSlice? LoraBSlice => ParallelStyle == TensorParallelStyle.ColumnParallel ? TensorParallel.Part(0, FullOutFeatures) : null;
 
     /// <summary>Whether the base weight is held in 4 bits.</summary>
     public bool IsQuantized => nf4_weight is not null;
@@ -150,13 +201,17 @@ public sealed class Projection : nn.Module<Tensor, Tensor>
 
     /// <summary>
     /// torch's dropout (<c>x * bernoulli(1 - p) / (1 - p)</c>) with the mask drawn from this module's own counter-based
-    /// stream, on the CPU so every device and every recompute of the same micro-batch sees the same mask.
+    /// stream, on the CPU so every device and every recompute of the same micro-batch sees the same mask. A
+    /// row-parallel part sees only its columns of the input: it draws the full input's mask, as the unsplit model does,
+    /// and keeps its own columns, so tensor parallelism changes no draw.
     /// </summary>
     Tensor Dropout(Tensor x, StepRandomness randomness)
     {
         var keep = 1 - LoraDropout;
         using var generator = randomness.GeneratorFor(DropoutStream);
-        var noise = empty(x.shape, x.dtype).bernoulli_(keep, generator).div_(keep);
+        long[] shape = [.. x.shape[..^1], FullInFeatures];
+        var noise = empty(shape, x.dtype).bernoulli_(keep, generator).div_(keep);
+        if (LoraASlice is { } columns) noise = noise.narrow(-1, columns.Start, columns.Length);
         return x * noise.to(x.device);
     }
 }

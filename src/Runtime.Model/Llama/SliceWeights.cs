@@ -1,5 +1,6 @@
 using Runtime.Model.Config;
 using Runtime.Model.Quantization;
+using Runtime.Model.TensorParallel;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -7,15 +8,17 @@ using static TorchSharp.torch;
 namespace Runtime.Model.Llama;
 
 /// <summary>
-/// Produces one weight of a slice: a CPU (or any-device) tensor of exactly <see cref="LlamaTensorSpec.Shape"/> in
-/// <paramref name="dtype"/>, which the slice then owns. The loader reads it from a file, the initializer draws it, so
-/// modules are built straight from their final values and no weight is allocated twice.
+/// Produces one weight of a slice: a CPU (or any-device) tensor of exactly <see cref="LlamaTensorSpec.LocalShape"/> in
+/// <paramref name="dtype"/>, which the slice then owns: the whole tensor, or, for a tensor-parallel slice, the part
+/// <see cref="LlamaTensorSpec.Slice"/> of it. The loader reads it from a file, the initializer draws it, so modules are
+/// built straight from their final values and no weight is allocated twice.
 /// </summary>
 public delegate Tensor WeightFactory(LlamaTensorSpec tensor, ScalarType dtype);
 
 /// <summary>
 /// Produces one projection weight of a slice in 4 bits, for a slice whose options ask for an NF4 base: read as stored
-/// (a bitsandbytes-serialized folder) or quantized from the dense weight as it is loaded. Its shape is the dense one.
+/// (a bitsandbytes-serialized folder) or quantized from the dense weight as it is loaded. Its shape is the dense one
+/// (<see cref="LlamaTensorSpec.LocalShape"/>: a tensor-parallel part is quantized as a tensor of its own).
 /// </summary>
 public delegate Nf4Tensor Nf4WeightFactory(LlamaTensorSpec tensor);
 
@@ -35,15 +38,20 @@ internal sealed class SliceWeights
     public SliceWeights(LlamaConfig config, LlamaSliceSpec slice, LlamaModelOptions options, WeightFactory factory,
         Nf4WeightFactory? quantizedFactory = null)
     {
+        Shard = slice.TensorParallel;
         expected = LlamaTensorNames.ForSlice(config, slice).ToDictionary(t => t.Name);
         this.factory = factory;
         this.quantizedFactory = quantizedFactory ?? QuantizeAsLoaded;
         this.options = options;
     }
 
+    /// <summary>The tensor-parallel shard the slice holds.</summary>
+    public TensorParallelShard Shard { get; }
+
     /// <summary>
     /// The projection stored under <paramref name="weightName"/> (e.g. "model.layers.0.self_attn.q_proj.weight") with
-    /// the base the options ask for: a dense parameter, or a frozen NF4 weight.
+    /// the base the options ask for: a dense parameter, or a frozen NF4 weight; the shard's part of it when the slice is
+    /// tensor-parallel (<see cref="LlamaTensorNames.ParallelStyleOf"/>).
     /// </summary>
     public Projection TakeProjection(string weightName)
     {
@@ -51,13 +59,14 @@ internal sealed class SliceWeights
         if (!weightName.EndsWith(suffix, StringComparison.Ordinal))
             throw new InvalidOperationException($"'{weightName}' does not name a projection weight");
         var modulePath = weightName[..^suffix.Length];
-        if (options.ProjectionBase == ProjectionBase.Dense) return new Projection(modulePath, Take(weightName));
+        var style = LlamaTensorNames.ParallelStyleOf(weightName);
+        if (options.ProjectionBase == ProjectionBase.Dense) return new Projection(modulePath, Take(weightName), style, Shard);
 
         var spec = Expected(weightName);
         if (!takenQuantized.Add(weightName))
             throw new InvalidOperationException($"the slice asked for '{weightName}' twice");
         var quantized = quantizedFactory(spec);
-        if (!quantized.Shape.SequenceEqual(spec.Shape))
+        if (!quantized.Shape.SequenceEqual(spec.LocalShape))
         {
             var got = $"[{string.Join(", ", quantized.Shape)}]";
             quantized.Dispose();
@@ -65,7 +74,7 @@ internal sealed class SliceWeights
         }
         var module = new Nf4Weight(quantized);
         if (options.Device is { } device) module.to(device);
-        return new Projection(modulePath, module);
+        return new Projection(modulePath, module, style, Shard);
     }
 
     /// <summary>The default 4-bit source: the dense weight in the activation dtype, quantized, then freed.</summary>
@@ -86,11 +95,12 @@ internal sealed class SliceWeights
         var spec = Expected(name);
 
         var value = factory(spec, options.DType);
-        if (!value.shape.SequenceEqual(spec.Shape) || value.dtype != options.DType)
+        if (!value.shape.SequenceEqual(spec.LocalShape) || value.dtype != options.DType)
         {
             var got = $"[{string.Join(", ", value.shape)}] {value.dtype}";
             value.Dispose();
-            throw new InvalidOperationException($"weight factory returned {got} for {spec}, expected {options.DType}");
+            throw new InvalidOperationException(
+                $"weight factory returned {got} for {spec}, expected [{string.Join(", ", spec.LocalShape)}] {options.DType}");
         }
         if (options.Device is { } device && value.device != device)
         {

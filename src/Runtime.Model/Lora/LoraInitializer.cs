@@ -1,4 +1,5 @@
 using System.Text;
+using Runtime.Model.IO;
 using static TorchSharp.torch;
 
 namespace Runtime.Model.Lora;
@@ -17,20 +18,36 @@ public sealed class LoraInitializer(long seed)
     /// <summary>kaiming_uniform's bound for a = sqrt(5): gain sqrt(2 / (1 + 5)) times sqrt(3 / fan_in) = 1 / sqrt(fan_in).</summary>
     public static double Bound(long inFeatures) => 1.0 / Math.Sqrt(inFeatures);
 
-    /// <summary>lora_A [rank, in] in float32, uniform in [-1/sqrt(in), 1/sqrt(in)].</summary>
-    public Tensor CreateA(string parameterName, int rank, long inFeatures)
+    /// <summary>
+    /// lora_A [rank, in] in float32, uniform in [-1/sqrt(in), 1/sqrt(in)]; or only the part <paramref name="slice"/>
+    /// covers (a row-parallel projection's columns), with the same values as that part of the whole matrix.
+    /// </summary>
+    public Tensor CreateA(string parameterName, int rank, long inFeatures, TensorSlice? slice = null)
     {
         if (rank <= 0 || inFeatures <= 0)
             throw new ArgumentException($"{parameterName}: LoRA A needs a positive rank and input width (got [{rank}, {inFeatures}])");
+        long rowStart = 0, rows = rank, columnStart = 0, columns = inFeatures;
+        if (slice is { } s)
+        {
+            long full = s.Dim == 0 ? rank : s.Dim == 1 ? inFeatures : -1;
+            if (full < 0 || s.Start < 0 || s.Length <= 0 || s.Start + s.Length > full)
+                throw new ArgumentException(
+                    $"{parameterName}: slice dim {s.Dim} [{s.Start}, {s.Start + s.Length}) is outside LoRA A [{rank}, {inFeatures}]");
+            if (s.Dim == 0) (rowStart, rows) = (s.Start, s.Length);
+            else (columnStart, columns) = (s.Start, s.Length);
+        }
         var bound = Bound(inFeatures);
         var key = Key(Seed, parameterName);
-        var values = new float[rank * inFeatures];
-        for (long i = 0; i < values.Length; i++)
-        {
-            var unit = (Mix(key ^ Mix((ulong)i + 1)) >> 11) * (1.0 / (1UL << 53)); // [0, 1)
-            values[i] = (float)(bound * (2 * unit - 1));
-        }
-        return tensor(values, [rank, inFeatures]);
+        var values = new float[rows * columns];
+        for (long r = 0; r < rows; r++)
+            for (long c = 0; c < columns; c++)
+            {
+                // Element k of the whole [rank, in] matrix is a function of k alone, whatever part is asked for.
+                long k = (rowStart + r) * inFeatures + columnStart + c;
+                var unit = (Mix(key ^ Mix((ulong)k + 1)) >> 11) * (1.0 / (1UL << 53)); // [0, 1)
+                values[r * columns + c] = (float)(bound * (2 * unit - 1));
+            }
+        return tensor(values, [rows, columns]);
     }
 
     /// <summary>lora_B [out, rank]: zeros in float32.</summary>

@@ -16,13 +16,16 @@ public static class LoraInjector
     /// Adds fresh adapters to the targets of every layer the slice holds, initialised as PEFT does (A uniform in
     /// ±1/sqrt(in), B zero; see <see cref="LoraInitializer"/>), and freezes every other parameter: the slice's trainable
     /// parameters are then exactly its adapters (LoRA over a dense base, or QLoRA over an NF4 one).
+    /// A tensor-parallel shard gets its parts of the whole model's adapters (see <see cref="Projection"/>): A is drawn
+    /// over the full input width, and a row-parallel projection keeps its columns of it.
     /// </summary>
     public static void Inject(LlamaSlice slice, LoraConfig config, long seed)
     {
         var initializer = new LoraInitializer(seed);
         foreach (var (_, projection) in Targets(slice, config))
         {
-            var a = initializer.CreateA(projection.ModulePath + ".lora_A.weight", config.Rank, projection.InFeatures);
+            var a = initializer.CreateA(projection.ModulePath + ".lora_A.weight", config.Rank, projection.FullInFeatures,
+                projection.LoraASlice);
             var b = LoraInitializer.CreateB(projection.OutFeatures, config.Rank);
             projection.AttachLora(a, b, config.Scaling, config.Dropout, trainable: true);
         }
@@ -43,7 +46,8 @@ public static class LoraInjector
 
     /// <summary>
     /// The slice's adapter matrices under their canonical names (the live parameters, not copies), in module order:
-    /// what <see cref="PeftAdapter.Save"/> takes.
+    /// what <see cref="PeftAdapter.Save"/> takes. A tensor-parallel shard's are its parts
+    /// (<see cref="TensorParallel.TensorParallelPlacements"/>): join them (a checkpoint's reader does) before saving.
     /// </summary>
     public static IReadOnlyList<(string Name, Tensor Tensor)> AdapterTensors(LlamaSlice slice) =>
         slice.named_parameters().Where(p => IsAdapterParameter(p.name)).Select(p => (p.name, (Tensor)p.parameter)).ToList();

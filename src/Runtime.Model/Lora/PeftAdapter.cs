@@ -117,7 +117,7 @@ public static partial class PeftAdapter
     /// layers' matrices (as float32). The file must cover every layer of the model for every configured target, with
     /// A [r, in] and B [out, r] matching the projections. With <paramref name="trainable"/> the matrices require
     /// gradients and the rest of the slice is frozen (continuing a LoRA run); otherwise nothing changes but the adapters
-    /// (inference: generate, score). Returns the adapter's config.
+    /// (inference: generate, score). A tensor-parallel shard reads its parts of the matrices. Returns the adapter's config.
     /// </summary>
     public static LoraConfig LoadInto(LlamaSlice slice, string folder, bool trainable = false)
     {
@@ -132,11 +132,14 @@ public static partial class PeftAdapter
             var bName = byCanonical[projection.ModulePath + ".lora_B.weight"];
             var aShape = file.Describe(aName).Shape;
             var bShape = file.Describe(bName).Shape;
-            if (!aShape.SequenceEqual([config.Rank, projection.InFeatures]) || !bShape.SequenceEqual([projection.OutFeatures, config.Rank]))
+            long inFeatures = projection.FullInFeatures, outFeatures = projection.FullOutFeatures;
+            if (!aShape.SequenceEqual([config.Rank, inFeatures]) || !bShape.SequenceEqual([outFeatures, config.Rank]))
                 throw new PeftAdapterException(
-                    $"{file.Location}: '{aName}' is [{string.Join(", ", aShape)}] and '{bName}' is [{string.Join(", ", bShape)}]; the model's {projection.ModulePath} [{projection.OutFeatures}, {projection.InFeatures}] with r = {config.Rank} needs [{config.Rank}, {projection.InFeatures}] and [{projection.OutFeatures}, {config.Rank}]");
-            projection.AttachLora(file.Load(aName, ScalarType.Float32), file.Load(bName, ScalarType.Float32),
-                config.Scaling, config.Dropout, trainable);
+                    $"{file.Location}: '{aName}' is [{string.Join(", ", aShape)}] and '{bName}' is [{string.Join(", ", bShape)}]; the model's {projection.ModulePath} [{outFeatures}, {inFeatures}] with r = {config.Rank} needs [{config.Rank}, {inFeatures}] and [{outFeatures}, {config.Rank}]");
+            // A tensor-parallel shard reads only its parts: A's columns of a row-parallel projection, B's rows of a
+            // column-parallel one.
+            projection.AttachLora(file.Load(aName, ScalarType.Float32, projection.LoraASlice),
+                file.Load(bName, ScalarType.Float32, projection.LoraBSlice), config.Scaling, config.Dropout, trainable);
         }
         if (trainable) LoraInjector.FreezeBase(slice);
         return config;
