@@ -52,11 +52,15 @@ public static class PlanCommand
         gpu.AcceptOnlyFromAmong(GpuCatalog.ByName.Keys.ToArray());
         var gpus = new Option<int?>("--gpus") { Description = "GPUs to plan for (default: tp x pp x dp when all are given, else one node)" };
         var headroom = new Option<double>("--headroom") { Description = "Fraction of the GPU's exposed memory a plan may use", DefaultValueFactory = _ => 0.9 };
+        var vocabParallel = new Option<bool>("--vocab-parallel")
+        {
+            Description = "Plan Megatron's vocab-parallel embedding/head/loss under tp (Runtime's workers replicate the vocabulary today)",
+        };
         var json = new Option<bool>("--json") { Description = "Print the plan as JSON" };
 
         var command = new Command("plan", "How many GPUs a fine-tuning run needs, per GPU and per category; exit 0 fits, 2 does not fit, 1 bad input");
         foreach (var o in new Option[] { model, method, loraRank, loraTargets, loraDropout, precision, tp, pp, dp, microBatch, seqLen, packing,
-                                         recompute, microBatches, schedule, attention, gpu, gpus, headroom, json })
+                                         recompute, microBatches, schedule, attention, gpu, gpus, headroom, vocabParallel, json })
             command.Options.Add(o);
 
         command.SetAction(parse =>
@@ -77,6 +81,7 @@ public static class PlanCommand
                     SequenceLength = parse.GetValue(seqLen),
                     Packing = parse.GetValue(packing),
                     GradientCheckpointing = parse.GetValue(recompute),
+                    VocabularyParallel = parse.GetValue(vocabParallel),
                     MicroBatches = parse.GetValue(microBatches),
                     Schedule = PlanNames.ParseSchedule(parse.GetValue(schedule)!),
                     Attention = PlanNames.ParseAttention(parse.GetValue(attention)!),

@@ -47,8 +47,12 @@ public sealed class ActivationModel
     /// <summary>Last stage, one micro-batch: fp32 gradients of the log-probabilities and of the logits.</summary>
     public ByteExpression HeadTransient { get; }
 
+    /// <summary>The vocabulary columns of the logits on one tp rank: V/t when vocab-parallel, else all V.</summary>
+    string Vocab { get; }
+
     public ActivationModel(PlanRequest request, int tp)
     {
+        Vocab = request.VocabularyParallel ? "V/t" : "V";
         var cfg = request.Model;
         Tp = tp;
         ComputeBytes = request.ComputeBytes;
@@ -64,7 +68,7 @@ public sealed class ActivationModel
             ["(a/t)s"] = headsPerRank * request.SequenceLength,
             ["s"] = request.SequenceLength,
             ["r"] = request.Lora.Rank,
-            ["V/t"] = (cfg.VocabSize + tp - 1) / tp,
+            [Vocab] = request.VocabularyRowsPerRank(tp),
             ["1"] = 1,
         };
         bool full = request.Method == FineTuneMethod.Full;
@@ -102,8 +106,8 @@ public sealed class ActivationModel
             .Add("final RMSNorm rstd", 4, "1")
             .Add("final RMSNorm normalized input of the trained weight", full ? c : 0, "h")
             .Add("lm_head input (trained)", full ? c : 0, "h")
-            .Add("fp32 log-probabilities", 4, "V/t");
-        HeadTransient = new ByteExpression(values).Add("fp32 gradients of log-probabilities and logits", 8, "V/t");
+            .Add("fp32 log-probabilities", 4, Vocab);
+        HeadTransient = new ByteExpression(values).Add("fp32 gradients of log-probabilities and logits", 8, Vocab);
     }
 
     void AddAdapters(PlanRequest request, int c, bool eager)

@@ -120,6 +120,14 @@ public sealed record PlanRequest
     public PipelineSchedule Schedule { get; init; } = PipelineSchedule.OneFOneB;
     public AttentionKernel Attention { get; init; } = AttentionKernel.Fused;
     public OptimizerStateSharding OptimizerSharding { get; init; } = OptimizerStateSharding.None;
+    /// <summary>
+    /// Megatron's vocab-parallel embedding, head and loss (each tp rank holds V/t rows). Runtime's workers replicate the
+    /// vocabulary on every tp rank today, so plans of Runtime runs leave this off; on, it models torchtitan/Megatron.
+    /// </summary>
+    public bool VocabularyParallel { get; init; }
+
+    /// <summary>Vocabulary rows (embedding, head, logits columns) one tp rank holds.</summary>
+    public long VocabularyRowsPerRank(int tp) => VocabularyParallel ? (Model.VocabSize + tp - 1) / tp : Model.VocabSize;
     public required GpuSpec Gpu { get; init; }
     /// <summary>GPUs to plan for; null = one node when no layout is given.</summary>
     public int? Gpus { get; init; }

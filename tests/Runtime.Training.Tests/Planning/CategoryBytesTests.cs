@@ -91,9 +91,13 @@ public class CategoryBytesTests
     public void Tensor_parallel_splits_projections_vocab_and_adapters_like_megatron()
     {
         // kv heads 2 so tp 2 can split them: per layer q, k, v, o 64 each, gate, up, down 128 each = 640.
-        var full = OnlyStage(ToyModel.Request(FineTuneMethod.Full, kvHeads: 2) with { Tp = 2, Dp = 1 });
+        var full = OnlyStage(ToyModel.Request(FineTuneMethod.Full, kvHeads: 2) with { Tp = 2, Dp = 1, VocabularyParallel = true });
         // One rank: 640/2 projections + 16 norms (replicated) + 16x8 embedding rows + 8 final norm + 16x8 head rows.
         Assert.Equal(320 + 16 + 128 + 8 + 128, full.TrainableParametersPerGpu);
+
+        // Runtime's workers today: the embedding and head stay whole on every rank (32x8 rows each).
+        var replicated = OnlyStage(ToyModel.Request(FineTuneMethod.Full, kvHeads: 2) with { Tp = 2, Dp = 1 });
+        Assert.Equal(320 + 16 + 256 + 8 + 256, replicated.TrainableParametersPerGpu);
 
         var lora = OnlyStage(ToyModel.Request(FineTuneMethod.Lora, kvHeads: 2) with { Tp = 2 });
         // Column (q, k, v, gate, up): A [2, in] whole, B [out/2, 2]; row (o, down): A [2, in/2], B [out, 2] whole.
@@ -104,11 +108,13 @@ public class CategoryBytesTests
     [Fact]
     public void Activations_under_tensor_parallelism_split_heads_mlp_and_vocab_only()
     {
-        var model = new ActivationModel(ToyModel.Request(FineTuneMethod.Full, kvHeads: 2), tp: 2);
+        var model = new ActivationModel(ToyModel.Request(FineTuneMethod.Full, kvHeads: 2) with { VocabularyParallel = true }, tp: 2);
         // Replicated: norms 64 + 8 + 32, q/k/v input 16, MLP input 16. Split: attention 4*2*(1*4) + 4*1, gate/silu/up
         // 3*2*8, down input 2*8.
         Assert.Equal(64 + 8 + 32 + 16 + 32 + 4 + 16 + 48 + 16, model.Layer.BytesPerToken);
         Assert.Equal(8 * 16, model.HeadTransient.BytesPerToken);    // vocab 32 over 2 ranks, fp32 gradients x2
+        var replicated = new ActivationModel(ToyModel.Request(FineTuneMethod.Full, kvHeads: 2), tp: 2);
+        Assert.Equal(8 * 32, replicated.HeadTransient.BytesPerToken); // every rank computes the whole vocabulary
     }
 
     [Fact]
