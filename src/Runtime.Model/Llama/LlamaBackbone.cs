@@ -9,6 +9,8 @@ namespace Runtime.Model.Llama;
 /// <summary>
 /// The part of HF's LlamaModel a slice holds: <c>embed_tokens</c> (first stage), <c>layers</c> keyed by their GLOBAL
 /// index (so layer 5 is "model.layers.5.*" on whichever worker holds it), and the final <c>norm</c> (last stage).
+/// A vocabulary-parallel shard's embedding holds its vocabulary rows and joins the ranks' lookups itself, so the
+/// hidden states are the whole ones either way.
 /// </summary>
 public sealed class LlamaBackbone : nn.Module<Tensor, AttentionContext, Tensor>
 {
@@ -19,7 +21,9 @@ public sealed class LlamaBackbone : nn.Module<Tensor, AttentionContext, Tensor>
     internal LlamaBackbone(LlamaConfig config, LlamaSliceSpec slice, SliceWeights weights, ITensorParallelGroup? tensorParallel)
         : base(nameof(LlamaBackbone))
     {
-        if (slice.HasEmbedding) embed_tokens = new TokenEmbedding(weights.Take(LlamaTensorNames.EmbedTokens));
+        if (slice.HasEmbedding)
+            embed_tokens = new TokenEmbedding(weights.Take(LlamaTensorNames.EmbedTokens),
+                slice.TensorParallel.IsVocabularyParallel ? tensorParallel : null);
         foreach (var i in slice.Layers)
             layers.Add(i.ToString(System.Globalization.CultureInfo.InvariantCulture), new LlamaDecoderLayer(i, config, weights, tensorParallel));
         if (slice.HasHead) norm = new RmsNorm(weights.Take(LlamaTensorNames.FinalNorm), config.RmsNormEps);

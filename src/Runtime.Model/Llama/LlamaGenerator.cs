@@ -15,6 +15,9 @@ public sealed class LlamaGenerator
 
     public LlamaGenerator(LlamaSlice model)
     {
+        if (model.VocabularyParallelGroup is not null)
+            throw new ArgumentException(
+                $"generation needs the full logits of the whole model; {model.Spec} is a vocabulary-parallel shard that computes only its vocabulary columns");
         if (!model.Spec.IsWhole(model.Config))
             throw new ArgumentException($"generation needs the whole model (embedding, all layers, head); got {model.Spec}");
         this.model = model;

@@ -1,4 +1,5 @@
 using Runtime.Model.Config;
+using Runtime.Model.IO;
 using Runtime.Model.TensorParallel;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -22,9 +23,15 @@ namespace Runtime.Model.Llama;
 /// Tensor parallelism (<see cref="LlamaSliceSpec.TensorParallel"/> of size t &gt; 1): the slice is one rank's shard
 /// and runs in lockstep with the other ranks through its <see cref="ITensorParallelGroup"/> (Megatron regions inside
 /// each layer). Inputs, outputs, the residual stream, norms, the embedding and the LM head are replicated: every rank
-/// takes the same input and returns bitwise the same output (full logits; the planner's vocab-parallel head and loss
-/// are not implemented, so the head's weight and logits are whole on every rank). Parameters keep their canonical
-/// names with the shard's part as their value; <see cref="TensorParallelPlacements"/> says which part.
+/// takes the same input and returns bitwise the same output (full logits). Parameters keep their canonical names with
+/// the shard's part as their value; <see cref="TensorParallelPlacements"/> says which part.
+/// </para>
+/// <para>
+/// Vocabulary-parallel (<see cref="TensorParallelShard.VocabularyParallel"/>): the embedding and the LM head hold the
+/// rank's vocabulary rows [r V/t, (r+1) V/t) (tied: the head is the embedding's shard). The embedding's output is still
+/// the whole one, but a last stage returns LOCAL logits [batch, seq, V/t] for those rows
+/// (<see cref="VocabularySlice"/>): compute the loss with <see cref="CausalLmLoss"/>'s overloads that take
+/// <see cref="VocabularyParallelGroup"/>.
 /// </para>
 /// </summary>
 public sealed class LlamaSlice : nn.Module<Tensor, AttentionContext, Tensor>
@@ -42,7 +49,13 @@ public sealed class LlamaSlice : nn.Module<Tensor, AttentionContext, Tensor>
         TensorParallelGroup = tensorParallel;
         model = new LlamaBackbone(config, spec, weights, tensorParallel);
         if (spec.HasHead)
-            lm_head = new Projection("lm_head", weights.Take(config.TieWordEmbeddings ? LlamaTensorNames.EmbedTokens : LlamaTensorNames.LmHead));
+        {
+            var headWeight = weights.Take(config.TieWordEmbeddings ? LlamaTensorNames.EmbedTokens : LlamaTensorNames.LmHead);
+            lm_head = spec.TensorParallel.IsVocabularyParallel
+                ? new Projection("lm_head", headWeight, TensorParallelStyle.ColumnParallel, spec.TensorParallel)
+                : new Projection("lm_head", headWeight);
+        }
+        VocabularyParallelGroup = spec.TensorParallel.IsVocabularyParallel ? tensorParallel : null;
         rotary = new RotaryEmbedding(config, options.Device);
         RegisterComponents();
     }
@@ -98,6 +111,19 @@ public sealed class LlamaSlice : nn.Module<Tensor, AttentionContext, Tensor>
     /// <summary>The tensor-parallel group of this shard; null without tensor parallelism.</summary>
     public ITensorParallelGroup? TensorParallelGroup { get; }
 
+    /// <summary>
+    /// The group whose ranks split the vocabulary (embedding rows, head rows, logits columns); null unless the slice is
+    /// a vocabulary-parallel shard. Pass it to <see cref="CausalLmLoss"/> with this slice's logits.
+    /// </summary>
+    public ITensorParallelGroup? VocabularyParallelGroup { get; }
+
+    /// <summary>
+    /// The vocabulary ids whose logits (columns of the output) and embedding/head rows this slice holds: dim 0 of the
+    /// [vocab, hidden] tables; null when it holds them all.
+    /// </summary>
+    public TensorSlice? VocabularySlice =>
+        Spec.TensorParallel.IsVocabularyParallel ? Spec.TensorParallel.Part(0, Config.VocabSize) : null;
+
     public LlamaSliceSpec Spec { get; }
 
     public LlamaModelOptions Options { get; }
@@ -126,7 +152,20 @@ public sealed class LlamaSlice : nn.Module<Tensor, AttentionContext, Tensor>
         using var scope = NewDisposeScope();
         var hidden = model.call(input, context);
         if (lm_head is null) return hidden.MoveToOuterDisposeScope();
-        return lm_head.call(hidden).to(ScalarType.Float32).MoveToOuterDisposeScope();
+        return HeadLogits(hidden).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The LM head on the final norm's output: fp32 logits [batch, seq, vocab], or the rank's columns [batch, seq, V/t]
+    /// when vocabulary-parallel (then behind a copy region: each rank's head sees only its vocabulary rows, so its
+    /// gradient of <paramref name="normedHidden"/> is partial and the region's backward sums them).
+    /// </summary>
+    public Tensor HeadLogits(Tensor normedHidden)
+    {
+        if (lm_head is null) throw new InvalidOperationException($"slice {Spec} holds no LM head");
+        using var scope = NewDisposeScope();
+        var input = VocabularyParallelGroup is { } group ? TensorParallelRegions.CopyToRegion(normedHidden, group) : normedHidden;
+        return lm_head.call(input).to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
     /// <summary>The forward with a context built (and disposed) for this one call.</summary>

@@ -26,11 +26,17 @@ public readonly record struct LlamaSliceSpec(int FirstLayer, int EndLayer, bool 
 
     public bool HoldsLayer(int layer) => layer >= FirstLayer && layer < EndLayer;
 
-    /// <summary>Every layer, the embedding and the head, unsplit.</summary>
-    public bool IsWhole(LlamaConfig config) => this == Whole(config);
+    /// <summary>Every layer, the embedding and the head, unsplit (a size-1 shard asking for a vocabulary split is unsplit).</summary>
+    public bool IsWhole(LlamaConfig config) =>
+        FirstLayer == 0 && EndLayer == config.NumHiddenLayers && HasEmbedding && HasHead && !TensorParallel.IsSplit;
 
-    /// <summary>This slice as tensor-parallel shard <paramref name="rank"/> of <paramref name="size"/>.</summary>
-    public LlamaSliceSpec WithTensorParallel(int rank, int size) => this with { TensorParallel = new TensorParallelShard(rank, size) };
+    /// <summary>
+    /// This slice as tensor-parallel shard <paramref name="rank"/> of <paramref name="size"/>; with
+    /// <paramref name="vocabularyParallel"/> the embedding and the LM head are split by vocabulary rows too
+    /// (<see cref="TensorParallelShard.VocabularyParallel"/>).
+    /// </summary>
+    public LlamaSliceSpec WithTensorParallel(int rank, int size, bool vocabularyParallel = false) =>
+        this with { TensorParallel = new TensorParallelShard(rank, size) { VocabularyParallel = vocabularyParallel } };
 
     /// <summary>Throws naming the offending bound, or the config key the tensor-parallel size does not divide.</summary>
     public LlamaSliceSpec Validate(LlamaConfig config)

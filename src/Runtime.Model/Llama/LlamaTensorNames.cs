@@ -91,9 +91,10 @@ public static class LlamaTensorNames
     }
 
     /// <summary>
-    /// Megatron's split of a stored Llama tensor: q, k, v, gate and up are column-parallel (their output rows, dim 0,
-    /// are split: whole heads, MLP columns), o and down row-parallel (their input columns, dim 1); everything else
-    /// (norms, embedding, head) is replicated.
+    /// Megatron's split of a stored Llama tensor inside the decoder layers: q, k, v, gate and up are column-parallel
+    /// (their output rows, dim 0, are split: whole heads, MLP columns), o and down row-parallel (their input columns,
+    /// dim 1); everything else (norms, embedding, head) is replicated, unless a vocabulary-parallel shard splits the
+    /// embedding and the head by rows (<see cref="SliceOf"/>).
     /// </summary>
     public static TensorParallelStyle ParallelStyleOf(string weightName)
     {
@@ -110,10 +111,18 @@ public static class LlamaTensorNames
 
     static readonly string[] RowParallel = [".self_attn.o_proj.weight", ".mlp.down_proj.weight"];
 
-    /// <summary>The part of a tensor of full <paramref name="shape"/> that <paramref name="shard"/> holds; null: all of it.</summary>
+    /// <summary>Whether the tensor is one of the two [vocab, hidden] tables: the token embedding or the LM head.</summary>
+    public static bool IsVocabularyTensor(string name) => name is EmbedTokens or LmHead;
+
+    /// <summary>
+    /// The part of a tensor of full <paramref name="shape"/> that <paramref name="shard"/> holds; null: all of it. A
+    /// vocabulary-parallel shard (<see cref="TensorParallelShard.IsVocabularyParallel"/>) holds its vocabulary rows
+    /// (dim 0) of the embedding and the LM head.
+    /// </summary>
     public static TensorSlice? SliceOf(string weightName, long[] shape, TensorParallelShard shard)
     {
         if (!shard.IsSplit) return null;
+        if (IsVocabularyTensor(weightName)) return shard.IsVocabularyParallel ? shard.Part(0, shape[0]) : null;
         return ParallelStyleOf(weightName) switch
         {
             TensorParallelStyle.ColumnParallel => shard.Part(0, shape[0]),
@@ -144,8 +153,12 @@ public static class LlamaTensorNames
     public static IEnumerable<LlamaTensorSpec> ForSlice(LlamaConfig config, LlamaSliceSpec slice)
     {
         slice.Validate(config);
+        long[] table = [config.VocabSize, config.HiddenSize];
+        // A vocabulary-parallel shard reads its rows of either table; with tied embeddings the head's rows are the
+        // embedding's (the same stored tensor, the same part).
+        LlamaTensorSpec Table(string name) => new(name, table, SliceOf(name, table, slice.TensorParallel));
         if (slice.HasEmbedding)
-            yield return new(EmbedTokens, [config.VocabSize, config.HiddenSize]);
+            yield return Table(EmbedTokens);
         foreach (var layer in slice.Layers)
             foreach (var t in Layer(config, layer, slice.TensorParallel))
                 yield return t;
@@ -153,9 +166,9 @@ public static class LlamaTensorNames
         {
             yield return new(FinalNorm, [config.HiddenSize]);
             if (!config.TieWordEmbeddings)
-                yield return new(LmHead, [config.VocabSize, config.HiddenSize]);
+                yield return Table(LmHead);
             else if (!slice.HasEmbedding)
-                yield return new(EmbedTokens, [config.VocabSize, config.HiddenSize]);
+                yield return Table(EmbedTokens);
         }
     }
 }

@@ -14,7 +14,8 @@ public static class TensorParallelPlacements
 {
     /// <summary>
     /// Every parameter of <paramref name="slice"/> (trainable or not), in <c>named_parameters()</c> order. Without
-    /// tensor parallelism all are replicated with complete gradients.
+    /// tensor parallelism all are replicated with complete gradients. A vocabulary-parallel shard's embedding and LM
+    /// head are sharded along dim 0 (vocabulary rows) with complete gradients.
     /// </summary>
     public static IReadOnlyDictionary<string, TensorParallelPlacement> For(LlamaSlice slice)
     {
@@ -25,9 +26,20 @@ public static class TensorParallelPlacements
 
         var result = new Dictionary<string, TensorParallelPlacement>(StringComparer.Ordinal);
         foreach (var (name, parameter) in slice.named_parameters())
-            result[name] = Of(name, parameter, projections);
+            result[name] = LlamaTensorNames.IsVocabularyTensor(name)
+                ? OfVocabularyTable(slice, parameter)
+                : Of(name, parameter, projections);
         return result;
     }
+
+    /// <summary>
+    /// The embedding or the LM head (a head slice's tied head included): its vocabulary rows on a vocabulary-parallel
+    /// shard, with a complete gradient (a rank's rows see exactly its own ids and its own logits); else replicated.
+    /// </summary>
+    static TensorParallelPlacement OfVocabularyTable(LlamaSlice slice, Parameter parameter) =>
+        slice.VocabularySlice is { } rows
+            ? TensorParallelPlacement.Sharded([slice.Config.VocabSize, slice.Config.HiddenSize], rows)
+            : TensorParallelPlacement.Replicated(parameter.shape);
 
     /// <summary>
     /// Sums, over the slice's tensor-parallel group, the gradients of the trainable parameters whose gradient is partial
@@ -89,7 +101,7 @@ public static class TensorParallelPlacements
                     : TensorParallelPlacement.Replicated(parameter.shape, projection.ParallelStyle == TensorParallelStyle.RowParallel),
             };
         }
-        // Norms, the embedding, the LM head: whole on every rank, their gradients identical on every rank.
+        // Norms (and a replicated embedding and head): whole on every rank, their gradients identical on every rank.
         return TensorParallelPlacement.Replicated(parameter.shape);
     }
 

@@ -34,12 +34,15 @@ public static class TpMicroLlama
         return LlamaLoader.Load(source, config, spec, options ?? Options());
     }
 
-    /// <summary>The group member's shard of the slice (default: the whole model), read from a source of its own.</summary>
+    /// <summary>
+    /// The group member's shard of the slice (default: the whole model), read from a source of its own; with
+    /// <paramref name="vocabularyParallel"/> its embedding and head hold its vocabulary rows.
+    /// </summary>
     public static LlamaSlice Shard(LlamaConfig config, ITensorParallelGroup group, LlamaSliceSpec? spec = null,
-        LlamaModelOptions? options = null)
+        LlamaModelOptions? options = null, bool vocabularyParallel = false)
     {
         using var source = MicroLlama.Source(config);
-        var sharded = (spec ?? LlamaSliceSpec.Whole(config)).WithTensorParallel(group.Rank, group.Size);
+        var sharded = (spec ?? LlamaSliceSpec.Whole(config)).WithTensorParallel(group.Rank, group.Size, vocabularyParallel);
         return LlamaLoader.Load(source, config, sharded, options ?? Options(), group);
     }
 
