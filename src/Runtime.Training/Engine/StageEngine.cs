@@ -196,12 +196,19 @@ public sealed class StageEngine : IDisposable
         return Loss(saved, Head(saved.HeadLeaf), labels!, lossScale);
     }
 
-    /// <summary>The last stage's tail exactly as <see cref="LlamaSlice"/> runs it: final norm, LM head, logits in fp32.</summary>
-    Tensor Head(Tensor hidden) => Slice.LmHead!.call(Slice.Model.Norm!.call(hidden)).to(ScalarType.Float32);
+    /// <summary>
+    /// The last stage's tail exactly as <see cref="LlamaSlice"/> runs it: final norm, LM head, logits in fp32 (the rank's
+    /// vocabulary columns when the slice is vocabulary-parallel).
+    /// </summary>
+    Tensor Head(Tensor hidden) => Slice.HeadLogits(Slice.Model.Norm!.call(hidden));
 
-    static StageForward Loss(InFlightMicroBatch saved, Tensor logits, Tensor labels, double lossScale)
+    /// <summary>
+    /// The loss of the slice's logits: the vocab-parallel cross entropy (one all-reduce) when the slice holds only its
+    /// vocabulary columns, else the plain one; either way every tensor-parallel rank gets the same sum.
+    /// </summary>
+    StageForward Loss(InFlightMicroBatch saved, Tensor logits, Tensor labels, double lossScale)
     {
-        var sum = CausalLmLoss.SumNll(logits, labels);
+        var sum = CausalLmLoss.SumNll(logits, labels, Slice.VocabularyParallelGroup);
         // Multiplying by fp32(1/N) seeds the backward with the same value as HF's division of the loss by N.
         saved.Root = sum.mul(lossScale).DetachFromDisposeScope();
         return StageForward.Loss(sum.ToDouble(), CausalLmLoss.CountLabelled(labels));

@@ -1,3 +1,4 @@
+using Runtime.Model.IO;
 using Runtime.Model.Llama;
 using Runtime.Model.Lora;
 using Runtime.Model.TensorParallel;
@@ -23,9 +24,9 @@ public class TensorParallelStageEngineTests
 
     sealed record StepResult(double Loss, Dictionary<string, (TensorParallelPlacement Placement, double[] Gradient)> Gradients);
 
-    static StepResult OneStep(LlamaSlice model, bool recompute)
+    static StepResult OneStep(LlamaSlice model, bool recompute, bool packed = false)
     {
-        var batches = MicroModel.Batches(); // every rank its own reader over the same samples
+        var batches = MicroModel.Batches(packed: packed); // every rank its own reader over the same samples
         var layout = new BatchLayout(2, 3, 1);
         using var engine = new StageEngine(model, recompute);
         var plan = batches.StepAt(0, layout);
@@ -100,6 +101,49 @@ public class TensorParallelStageEngineTests
         }
         Assert.Contains(ranks[0].Gradients.Values, g => g.Placement.IsSharded);
         Assert.Contains(ranks[0].Gradients.Values, g => g.Gradient.Any(v => v != 0));
+    }
+
+    /// <summary>
+    /// Vocabulary-parallel shards: each rank's head computes only its vocabulary columns of the logits and the engine's
+    /// loss is the vocab-parallel cross entropy, yet the step's loss (bitwise the same on every rank) and gradients
+    /// (embedding and head rows included) are the unsharded engine's.
+    /// </summary>
+    [Theory]
+    [InlineData(false, false, false)]
+    [InlineData(false, true, true)]
+    [InlineData(true, false, true)]
+    public void Vocabulary_parallel_shards_recomputing_their_layers_train_like_the_unsharded_engine(bool lora, bool tied, bool packed)
+    {
+        var config = MicroModel.Config(tied);
+        StepResult expected;
+        using (var full = MicroModel.Create(config))
+        {
+            Prepare(full, lora);
+            expected = OneStep(full, recompute: false, packed);
+        }
+
+        var group = LocalTensorParallelGroup.Create(Tp, TimeSpan.FromSeconds(60));
+        var ranks = RunRanks(group, member =>
+        {
+            var spec = LlamaSliceSpec.Whole(config).WithTensorParallel(member.Rank, Tp, vocabularyParallel: true);
+            using var shard = new LlamaInitializer(11, MicroModel.InitStd).CreateSlice(config, spec, MicroModel.Options(), member);
+            Assert.NotNull(shard.VocabularyParallelGroup);
+            Prepare(shard, lora);
+            return OneStep(shard, recompute: true, packed);
+        });
+
+        foreach (var (rank, result) in ranks.Select((r, i) => (i, r)))
+        {
+            Assert.True(Math.Abs(result.Loss - expected.Loss) <= 1e-6 * expected.Loss, $"rank {rank}: loss {result.Loss:R}, unsharded {expected.Loss:R}");
+            Assert.Equal(BitConverter.DoubleToInt64Bits(ranks[0].Loss), BitConverter.DoubleToInt64Bits(result.Loss));
+            Assert.Equal(expected.Gradients.Keys.Order(), result.Gradients.Keys.Order());
+            foreach (var (name, (placement, gradient)) in result.Gradients)
+                MicroModel.AssertClose(Part(expected.Gradients[name].Gradient, placement), gradient, 1e-5, $"rank {rank}, {name} ({placement})");
+            if (!lora)
+                foreach (var name in new[] { "model.embed_tokens.weight", "lm_head.weight" }.Where(result.Gradients.ContainsKey))
+                    Assert.Equal(new TensorSlice(0, rank * MicroModel.Vocab / Tp, MicroModel.Vocab / Tp), result.Gradients[name].Placement.Slice);
+        }
+        Assert.Equal(lora ? 0 : tied ? 1 : 2, ranks[0].Gradients.Keys.Count(k => k is "model.embed_tokens.weight" or "lm_head.weight"));
     }
 
     /// <summary>The elements of a row-major full tensor that a placement's slice covers, in order.</summary>
