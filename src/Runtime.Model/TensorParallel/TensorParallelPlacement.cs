@@ -6,11 +6,12 @@ namespace Runtime.Model.TensorParallel;
 /// Where one rank's parameter sits in the canonical full tensor, and what its gradient needs before the optimizer step.
 /// <list type="bullet">
 /// <item>Sharded (<see cref="Slice"/> set): the rank holds that part; its gradient is complete locally. A checkpoint
-/// records the slice; the global gradient norm sums every rank's part.</item>
-/// <item>Replicated, <see cref="GradientNeedsAllReduce"/> false (norms, embedding, LM head, every weight without
-/// tensor parallelism): every rank holds all of it and computes bitwise the same gradient, because everything
-/// feeding it is replicated (the copy regions' backward all-reduced the activation gradients before they reach the
-/// norms and the residual stream).</item>
+/// records the slice; the global gradient norm sums every rank's part. Split projections, and on a
+/// vocabulary-parallel shard the embedding's and the head's vocabulary rows (dim 0).</item>
+/// <item>Replicated, <see cref="GradientNeedsAllReduce"/> false (norms, embedding and LM head unless
+/// vocabulary-parallel, every weight without tensor parallelism): every rank holds all of it and computes bitwise the
+/// same gradient, because everything feeding it is replicated (the copy regions' backward all-reduced the activation
+/// gradients before they reach the norms and the residual stream).</item>
 /// <item>Replicated, <see cref="GradientNeedsAllReduce"/> true (LoRA A of a column-parallel projection, LoRA B of a
 /// row-parallel one): every rank holds all of it but sees only its own output columns (A) or its own input columns
 /// (B), so its gradient is a partial sum: sum it over the tensor-parallel group before clipping and the step
