@@ -183,6 +183,32 @@ public sealed class VocabularyParallelGradientTests
     }
 
     [Fact]
+    public void Bf16_shards_match_the_unsharded_model_within_bf16_rounding()
+    {
+        var config = VocabConfig(tied: true);
+        var options = Options(ScalarType.BFloat16);
+        using var full = Full(config, options: options);
+        var expected = Step(full, TokenRows);
+
+        var ranks = TensorParallelRanks.Run(2, group =>
+        {
+            using var shard = Shard(config, group, options: options, vocabularyParallel: true);
+            return Step(shard, TokenRows);
+        });
+        using var fullLogits = tensor(expected.Logits, [2, 11, Vocab]);
+        foreach (var (rank, r) in ranks.Select((r, i) => (i, r)))
+        {
+            // Partial sums inside the layers are rounded to bf16 before their reduction: a few bf16 ulps.
+            AssertClose(Part(fullLogits, new TensorSlice(2, rank * Vocab / 2, Vocab / 2)), r.Logits, 3e-2, $"rank {rank}'s bf16 logits");
+            Assert.True(Math.Abs(r.Loss - expected.Loss) <= 1e-2 * expected.Loss, $"rank {rank}'s bf16 loss {r.Loss:R}, unsharded {expected.Loss:R}");
+            var embedding = r.Parameters[LlamaTensorNames.EmbedTokens];
+            Assert.Equal(new TensorSlice(0, rank * Vocab / 2, Vocab / 2), embedding.Placement.Slice);
+            Assert.Contains(embedding.Gradient, g => g != 0);
+        }
+        Assert.Equal(BitConverter.SingleToInt32Bits(ranks[0].Loss), BitConverter.SingleToInt32Bits(ranks[1].Loss));
+    }
+
+    [Fact]
     public void Repeated_steps_leave_each_ranks_live_tensor_count_unchanged()
     {
         var config = VocabConfig(tied: true);
