@@ -47,6 +47,7 @@ public sealed class WorkerEntity : ReceiveActor
         var channels = new WorkerChannels(channelId, _inbox, _channels.Transport, _channels.Settings.ReceiveTimeout,
             (kind, members) => _channels.CreateGroup(kind, members, channelId));
         _trainer = Context.ActorOf(WorkerTrainer.Props(_id, channels, threads, settings), "trainer");
+        Context.Watch(_trainer);
 
         Receive<InitializeWorker>(OnInitialize);
         Receive<ConnectWorkers>(OnConnect);
@@ -54,6 +55,14 @@ public sealed class WorkerEntity : ReceiveActor
         Receive<PrepareCheckpoint>(c => ForwardIfCurrent(c));
         Receive<AbortAttempt>(OnAbort);
         Receive<ReleaseWorker>(OnRelease);
+        Receive<Terminated>(t =>
+        {
+            if (!t.ActorRef.Equals(_trainer)) return;
+            // A worker without its trainer is no use to any attempt: stop, and let sharding start a fresh one on the
+            // next message (the driver, watching the trainer, has seen it go and starts a new attempt).
+            _log.Warning("worker {0}: its trainer stopped; the worker stops", _id);
+            Context.Stop(Self);
+        });
     }
 
     public static Props Props(string entityId, WorkerSettings settings) => Akka.Actor.Props.Create(() => new WorkerEntity(entityId, settings));
