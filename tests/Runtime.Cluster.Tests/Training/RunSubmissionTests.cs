@@ -50,6 +50,29 @@ public sealed class RunSubmissionTests(TrainingCluster cluster)
         Assert.Equal(Path.Combine(spec.Output, RunOutputs.AdapterFolder), finished.Output);
     }
 
+    [Fact]
+    public async Task A_run_without_free_slots_waits_for_capacity_and_starts_when_a_finished_run_releases_them()
+    {
+        // The first run takes all 4 slots for a while; the second (accepted: the cluster has 4 slots) must wait.
+        var first = cluster.Run.Spec("capacity-first", data: 2, pipeline: 2, more: ["train.max-steps=30", "checkpoint.every-steps=30"]);
+        var second = cluster.Run.Spec("capacity-second", data: 1, pipeline: 1, more: ["train.max-steps=3", "log.tensorboard=on"]);
+        var firstId = await cluster.Client.SubmitAsync(first);
+        await Support.TestNodes.Eventually(() => cluster.Progress.Of<TrainingStarted>(firstId).Count > 0, "the first run to start", 60);
+        var running = cluster.Train(second);
+        await Support.TestNodes.Eventually(() => cluster.Progress.Of<WaitingForCapacity>("capacity-second").Count > 0, "waiting for capacity", 60);
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+        Assert.Equal(RunPhase.Completed, (await cluster.Client.WaitAsync(firstId, cancellationToken: timeout.Token)).Phase);
+        await running;
+        var waiting = cluster.Progress.Of<WaitingForCapacity>("capacity-second")[0];
+        Assert.Equal((0, 1), (waiting.Ready, waiting.Workers));
+        // It was placed only once the first run had finished its last step and released its workers.
+        var events = cluster.Progress.All.ToList();
+        int lastOfFirst = events.FindIndex(e => e is StepProgress { RunId: "capacity-first", Step: 30 });
+        int placedSecond = events.FindIndex(e => e is PlacingWorkers { RunId: "capacity-second", Ready: 1 });
+        Assert.True(lastOfFirst >= 0 && placedSecond > lastOfFirst, $"the second run's worker was ready at event {placedSecond}, the first run's last step was {lastOfFirst}");
+        Assert.NotEmpty(Directory.GetFiles(Path.Combine(second.Output, RunOutputs.TensorBoardFolder), "events.out.tfevents.*"));
+    }
+
     sealed class ToleranceComparer(double tolerance) : IEqualityComparer<double>
     {
         public bool Equals(double x, double y) => Math.Abs(x - y) <= tolerance;

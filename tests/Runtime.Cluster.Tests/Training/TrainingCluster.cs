@@ -49,8 +49,16 @@ public sealed class TrainingCluster : IAsyncLifetime
         Progress = ProgressLog.On(Node.System);
     }
 
-    public static Task<RuntimeNode> StartNode(string dataDir, int slots, params string[] seeds) =>
-        TestNodes.StartUp(TestNodes.Options(dataDir, slots, seeds) with { RunDriver = TrainingRunDriver.Instance });
+    /// <summary>A node that trains; a run waiting for slots says so after 1 s (15 s in reference.conf).</summary>
+    public static Task<RuntimeNode> StartNode(string dataDir, int slots, params string[] seeds)
+    {
+        var options = TestNodes.Options(dataDir, slots, seeds);
+        return TestNodes.StartUp(options with
+        {
+            RunDriver = TrainingRunDriver.Instance,
+            Overrides = Akka.Configuration.ConfigurationFactory.ParseString("runtime.driver.capacity-notice-after = 1s").WithFallback(options.Overrides),
+        });
+    }
 
     public async Task DisposeAsync()
     {
@@ -105,15 +113,20 @@ public sealed class ProgressLog
 {
     readonly ConcurrentQueue<IRunProgress> _events = new();
 
-    public static ProgressLog On(ActorSystem system)
+    public static ProgressLog On(ActorSystem system) => Into(new ProgressLog(), system);
+
+    /// <summary>Adds <paramref name="system"/>'s events to <paramref name="log"/> (a run's driver may be on any node).</summary>
+    public static ProgressLog Into(ProgressLog log, ActorSystem system)
     {
-        var log = new ProgressLog();
         var listener = system.ActorOf(Props.Create(() => new Listener(log._events)));
         system.EventStream.Subscribe(listener, typeof(IRunProgress));
         return log;
     }
 
     public IReadOnlyList<T> Of<T>(string runId) where T : IRunProgress => _events.OfType<T>().Where(e => e.RunId == runId).ToList();
+
+    /// <summary>Every event so far, in the order they were published (on one node).</summary>
+    public IReadOnlyList<IRunProgress> All => _events.ToList();
 
     sealed class Listener : ReceiveActor
     {
