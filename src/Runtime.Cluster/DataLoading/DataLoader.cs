@@ -64,12 +64,27 @@ public sealed class DataLoader : ReceiveActor
     void OnLoadStep(LoadStep load)
     {
         if (load.Attempt != _attempt || _data is null) return;
+        try
+        {
+            Load(load);
+        }
+        catch (Exception e)
+        {
+            // Bad data fails the same way on every attempt: the run fails, naming the step (a restart would not help).
+            _log.Error(e, "run {0}: the data loader of replica {1} failed on step {2}", _runId, _replica, load.Step);
+            _driver.Tell(new LoaderFailed(_runId, _attempt, _replica, $"step {load.Step}: {e.GetType().Name}: {e.Message}"));
+        }
+    }
+
+    void Load(LoadStep load)
+    {
         var p = _spec.Parallel;
-        var plan = _data.Data.StepAt(load.StartPosition, _layout);
+        var data = _data!.Data;
+        var plan = data.StepAt(load.StartPosition, _layout);
         foreach (var microBatch in plan.ForReplica(_replica))
         {
             using var scope = NewDisposeScope();
-            var batch = _data.Data.Collator.Collate(microBatch);
+            var batch = data.Collator.Collate(microBatch);
             for (int t = 0; t < p.Tensor; t++)
             {
                 Send(0, t, load, batch.Index, BatchPart.InputIds, batch.InputIds);

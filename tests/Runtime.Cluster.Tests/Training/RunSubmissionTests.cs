@@ -73,6 +73,26 @@ public sealed class RunSubmissionTests(TrainingCluster cluster)
         Assert.NotEmpty(Directory.GetFiles(Path.Combine(second.Output, RunOutputs.TensorBoardFolder), "events.out.tfevents.*"));
     }
 
+    [Fact]
+    public async Task Cancelling_a_run_stops_it_and_frees_its_slots_and_a_new_run_resumes_the_latest_checkpoint()
+    {
+        // What Ctrl+C and `--resume` in `rt finetune` do: the cancelled run is recorded as stopped, its workers go.
+        var spec = cluster.Run.Spec("interrupted", data: 2, pipeline: 2, more: ["train.max-steps=40", "checkpoint.every-steps=2"]);
+        using var cancel = new CancellationTokenSource();
+        var status = await cluster.Client.RunAsync(spec, onProgress: p => { if (p is CheckpointSaved { Step: 2 }) cancel.Cancel(); },
+            cancellationToken: cancel.Token).WaitAsync(TimeSpan.FromSeconds(120));
+        Assert.Equal(RunPhase.Stopped, status.Phase);
+        Assert.True(status.LastStep < 40, $"the run went on to step {status.LastStep}");
+        long committed = status.LastCheckpoint!.Step;
+
+        // All four slots are free again: a run of four workers resumes from the newest checkpoint and finishes.
+        var resumed = cluster.Run.Spec("interrupted-resumed", data: 2, pipeline: 2, more: ["train.max-steps=40", "checkpoint.every-steps=20", $"output={spec.Output}"]);
+        var done = await cluster.Train(resumed, resumeFrom: "latest");
+        Assert.Equal(40, done.LastStep);
+        var started = Assert.Single(cluster.Progress.Of<TrainingStarted>("interrupted-resumed"));
+        Assert.True(started.ResumeStep >= committed, $"resumed after step {started.ResumeStep}; step {committed} was committed");
+    }
+
     sealed class ToleranceComparer(double tolerance) : IEqualityComparer<double>
     {
         public bool Equals(double x, double y) => Math.Abs(x - y) <= tolerance;
