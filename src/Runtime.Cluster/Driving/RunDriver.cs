@@ -225,17 +225,16 @@ public sealed partial class RunDriver : ReceiveActor, IWithTimers
     void StepCompleted(StepTally tally)
     {
         var plan = Plan;
-        (Runtime.Training.Metrics.StepMetrics metrics, long _) result;
+        Runtime.Training.Metrics.StepMetrics m;
         try
         {
-            result = tally.Result(DateTime.UtcNow);
+            m = tally.Result(DateTime.UtcNow);
         }
         catch (InvalidOperationException e)
         {
             FailRun(e.Message);
             return;
         }
-        var m = result.metrics;
         long step = tally.Step;
         _tally = null;
         ToCoordinator(new RecordStep(RunId, Attempt, step, m.Loss, m.LabelledTokens, m.LearningRate, m.GradNorm, m.Seconds), $"step {step}");

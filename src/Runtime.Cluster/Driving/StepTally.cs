@@ -31,7 +31,7 @@ public sealed class StepTally(long step, long announcedLabelledTokens, IReadOnly
     public bool Add(StepDone done) => done.Step == Step && workers.Contains(done.Worker) && _done.TryAdd(done.Worker, done);
 
     /// <summary>The step's figures once complete; throws when the last stages counted other labels than announced.</summary>
-    public (StepMetrics Metrics, long InputTokens) Result(DateTime now)
+    public StepMetrics Result(DateTime now)
     {
         // Tensor-parallel ranks of a stage all see the same micro-batches: count each replica once (rank 0).
         var lastStages = _done.Values.Where(d => d.Worker.Tensor == 0 && d.LabelledTokens > 0).ToList();
@@ -44,7 +44,7 @@ public sealed class StepTally(long step, long announcedLabelledTokens, IReadOnly
         long inputTokens = _done.Values.Where(d => d.Worker.Tensor == 0).Sum(d => d.InputTokens);
         double seconds = Math.Max((now - Started).TotalSeconds, 1e-9);
         long memory = _done.Values.Max(d => d.MemoryBytes);
-        return (new StepMetrics(Step, loss, any.GradNorm, any.LearningRate, labelled, inputTokens / seconds, seconds, memory), inputTokens);
+        return new StepMetrics(Step, loss, any.GradNorm, any.LearningRate, labelled, inputTokens / seconds, seconds, memory);
     }
 
     public IReadOnlyList<WorkerStepStats> Details() =>

@@ -83,12 +83,12 @@ public sealed class MultiNodeTrainingTests(ITestOutputHelper output) : IAsyncLif
         Assert.Equal(0, MicroRun.RelativeDifference(yardstick, pipelined));
 
         // Two replicas on two nodes: the gradient all-reduce crosses it.
-        var replicas = _run.Spec("nodes-dp2", data: 2, pipeline: 1, more: ["train.max-steps=12", "checkpoint.every-steps=4"]);
+        var replicas = _run.Spec("nodes-dp2", data: 2, pipeline: 1, more: ["train.max-steps=24", "checkpoint.every-steps=4"]);
         await Train(client, replicas);
         var reference = MicroRun.Adapter(Path.Combine(replicas.Output, RunOutputs.AdapterFolder));
 
         // The same run again; once checkpoint 4 is committed, the node of a worker (not the coordinator's) dies.
-        var spec = _run.Spec("nodes-dp2-lost", data: 2, pipeline: 1, more: ["train.max-steps=12", "checkpoint.every-steps=4"]);
+        var spec = _run.Spec("nodes-dp2-lost", data: 2, pipeline: 1, more: ["train.max-steps=24", "checkpoint.every-steps=4"]);
         var progress = ProgressLog.On(_nodes[0].System);
         foreach (var node in _nodes.Skip(1)) ProgressLog.Into(progress, node.System);
         var id = await client.SubmitAsync(spec);

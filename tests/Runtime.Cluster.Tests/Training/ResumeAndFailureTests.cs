@@ -33,7 +33,7 @@ public sealed class ResumeAndFailureTests(TrainingCluster cluster, ITestOutputHe
         var resumed = MicroRun.Adapter(Path.Combine(second.Output, RunOutputs.AdapterFolder));
         double difference = MicroRun.RelativeDifference(cluster.Yardstick, resumed);
         output.WriteLine($"dp 2 -> checkpoint 3 -> pp 2: max relative difference to the uninterrupted loop {difference:E2}");
-        Assert.True(difference <= 1e-5, $"resumed adapter differs by {difference:E2}");
+        Assert.True(difference <= 5e-5, $"resumed adapter differs by {difference:E2}"); // the bound of LayoutEquivalenceTests
 
         // Under the same layout a resume continues bitwise: one worker from the one-worker run's checkpoint 3.
         var single = cluster.Run.Spec("resume-from-1", data: 1, pipeline: 1);
@@ -72,7 +72,7 @@ public sealed class ResumeAndFailureTests(TrainingCluster cluster, ITestOutputHe
     [Fact]
     public async Task A_lost_worker_costs_an_attempt_that_resumes_from_the_last_checkpoint_and_ends_with_the_uninterrupted_adapter()
     {
-        string[] longer = ["train.max-steps=12", "checkpoint.every-steps=4"];
+        string[] longer = ["train.max-steps=24", "checkpoint.every-steps=4"]; // 20 steps left after checkpoint 4 for the loss to land in
         var uninterrupted = cluster.Run.Spec("fail-reference", data: 2, pipeline: 1, more: longer);
         await cluster.Train(uninterrupted);
 
