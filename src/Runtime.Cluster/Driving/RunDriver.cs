@@ -61,7 +61,9 @@ public sealed partial class RunDriver : ReceiveActor, IWithTimers
     readonly HashSet<WorkerId> _connected = new();
     readonly List<CheckpointFile> _shardFiles = new();
     readonly HashSet<WorkerId> _shardsWritten = new();
+    Task<RunPlan>? _planning;
     RunPlan? _plan;
+    bool _placed;
     RunMetrics? _metrics;
     StepTally? _tally;
     long _loadedThrough;
@@ -94,7 +96,8 @@ public sealed partial class RunDriver : ReceiveActor, IWithTimers
     protected override void PreStart()
     {
         var context = _context;
-        Task.Run(() => RunPlan.Create(context)).PipeTo(Self, success: plan => plan, failure: e => new PlanFailed(e));
+        _planning = Task.Run(() => RunPlan.Create(context));
+        _planning.PipeTo(Self, success: plan => plan, failure: e => new PlanFailed(e));
     }
 
     // ---- 1. Working the attempt out --------------------------------------------------------------------------
@@ -123,6 +126,7 @@ public sealed partial class RunDriver : ReceiveActor, IWithTimers
     void PlaceWorkers()
     {
         var plan = Plan;
+        _placed = true;
         _placingSince = DateTime.UtcNow;
         foreach (var worker in plan.Workers)
             Region.Tell(new InitializeWorker(worker, Attempt, plan.Spec, WorkerSlice.Of(plan.Stages[worker.Pipeline]), plan.TotalSteps,
@@ -285,7 +289,12 @@ public sealed partial class RunDriver : ReceiveActor, IWithTimers
     void Stopping()
     {
         Receive<RunCommandAccepted>(_ => NextReply());
-        Receive<RunCommandRejected>(_ => NextReply());
+        Receive<RunCommandRejected>(r =>
+        {
+            // A refused restart (the run was stopped meanwhile, say) means no next attempt will take the workers over.
+            if (_awaitingCoordinator.TryDequeue(out var pending) && pending.What == "restart") _restartRequested = false;
+            _log.Warning("run {0}: the coordinator refused {1}: {2}", RunId, pending.What ?? "a command", r.Reason);
+        });
         Receive<StaleAttempt>(_ => Context.Stop(Self));
         ReceiveAny(_ => { });
     }
@@ -329,13 +338,13 @@ public sealed partial class RunDriver : ReceiveActor, IWithTimers
     void AbortWorkers(string reason)
     {
         Timers.CancelAll();
-        if (_plan is null) return;
+        if (_plan is null || !_placed) return;
         foreach (var worker in _plan.Workers) Region.Tell(new AbortAttempt(worker, Attempt, reason));
     }
 
     void ReleaseWorkers()
     {
-        if (_plan is null) return;
+        if (_plan is null || !_placed) return;
         foreach (var worker in _plan.Workers) Region.Tell(new ReleaseWorker(worker, Attempt));
         RunWorkers.Get(Context.System).PublishReleased(RunId);
     }
@@ -355,5 +364,7 @@ public sealed partial class RunDriver : ReceiveActor, IWithTimers
         }
         _metrics?.Dispose();
         _plan?.Dispose();
+        // A plan still being worked out when the driver stopped is never delivered: close its data when it arrives.
+        if (_plan is null) _planning?.ContinueWith(t => t.Result.Dispose(), TaskContinuationOptions.OnlyOnRanToCompletion);
     }
 }
