@@ -271,9 +271,10 @@ public sealed partial class RunDriver : ReceiveActor, IWithTimers
         Receive<RunCommandAccepted>(_ => NextReply()?.Invoke());
         Receive<RunCommandRejected>(r =>
         {
-            var what = _awaitingCoordinator.TryDequeue(out var pending) ? pending.What : "a command";
-            _log.Error("run {0}: the coordinator refused {1}: {2}", RunId, what, r.Reason);
+            var what = Refused(r);
+            // The coordinator and this driver disagree about the run: it cannot go on.
             AbortWorkers(r.Reason);
+            ToCoordinator(new FailRun(RunId, Attempt, $"the coordinator refused {what}: {r.Reason}"), "failure");
             Become(Stopping);
         });
         Receive<StaleAttempt>(s =>
@@ -289,17 +290,23 @@ public sealed partial class RunDriver : ReceiveActor, IWithTimers
     void Stopping()
     {
         Receive<RunCommandAccepted>(_ => NextReply());
-        Receive<RunCommandRejected>(r =>
-        {
-            // A refused restart (the run was stopped meanwhile, say) means no next attempt will take the workers over.
-            if (_awaitingCoordinator.TryDequeue(out var pending) && pending.What == "restart") _restartRequested = false;
-            _log.Warning("run {0}: the coordinator refused {1}: {2}", RunId, pending.What ?? "a command", r.Reason);
-        });
+        Receive<RunCommandRejected>(r => Refused(r));
         Receive<StaleAttempt>(_ => Context.Stop(Self));
         ReceiveAny(_ => { });
     }
 
     Action? NextReply() => _awaitingCoordinator.TryDequeue(out var pending) ? pending.Then : null;
+
+    /// <summary>Takes a refusal off the queue of awaited answers, undoes what it invalidates, and names what was refused.</summary>
+    string Refused(RunCommandRejected rejection)
+    {
+        var what = _awaitingCoordinator.TryDequeue(out var pending) ? pending.What : "a command";
+        _log.Warning("run {0}: the coordinator refused {1}: {2}", RunId, what, rejection.Reason);
+        // A refused restart (the run was stopped meanwhile, say): no next attempt will take the workers over.
+        if (what == "restart") _restartRequested = false;
+        if (what == "completion") _completed = null;
+        return what;
+    }
 
     void ToCoordinator(IAttemptCommand command, string what, Action? then = null)
     {
