@@ -45,6 +45,8 @@ public static class NodeCommand
                 Port = parse.GetValue(port),
                 Slots = parse.GetValue(slots),
                 DataDir = parse.GetValue(dataDir),
+                // A node trains the runs it coordinates (places workers, drives steps, commits checkpoints).
+                RunDriver = Runtime.Cluster.Driving.TrainingRunDriver.Instance,
             };
             try
             {

@@ -4,8 +4,9 @@ namespace Runtime.Cluster.Channels;
 
 /// <summary>
 /// The HOCON the tensor channels need: the binary serializer binding, remoting frame and buffer sizes that fit a chunk,
-/// and <c>runtime.channels</c> defaults. Meant to be merged into Runtime.Cluster's reference.conf; until then, build
-/// ActorSystem configs with <see cref="WithChannels"/>.
+/// and <c>runtime.channels</c> defaults. Runtime's reference.conf holds the same settings (a node gets them from
+/// there); <see cref="WithChannels"/> is for ActorSystems built without reference.conf (the channels' own tests,
+/// benchmarks). ReferenceConfigTests checks the two agree.
 /// </summary>
 public static class ChannelsConfig
 {

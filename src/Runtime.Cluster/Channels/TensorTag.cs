@@ -15,6 +15,11 @@ public enum TensorKind : byte
     Broadcast = 4,
     /// <summary>Bytes that set up a transport, such as an NCCL unique id sent by rank 0.</summary>
     Bootstrap = 5,
+    /// <summary>
+    /// A collated micro-batch tensor from a data-parallel replica's data loader (token ids, positions, segment ids or
+    /// labels; the tag's sequence says which).
+    /// </summary>
+    Data = 6,
 }
 
 /// <summary>

@@ -8,7 +8,9 @@ public sealed record RuntimeSettings(
     SqliteFileSettings Sqlite,
     CommandHostSettings Cmd,
     ShardingSettings Sharding,
-    RunCoordinatorSettings RunCoordinator)
+    RunCoordinatorSettings RunCoordinator,
+    WorkerSettings Worker,
+    DriverSettings Driver)
 {
     public static RuntimeSettings From(Config config) => new(
         NodeSettings.From(config),
@@ -20,7 +22,9 @@ public sealed record RuntimeSettings(
             ConfigValues.Int(config, "runtime.sharding.max-shards", min: 1),
             ConfigValues.String(config, "runtime.sharding.coordinator-role"),
             ConfigValues.String(config, "runtime.sharding.worker-role")),
-        RunCoordinatorSettings.From(config));
+        RunCoordinatorSettings.From(config),
+        WorkerSettings.From(config),
+        DriverSettings.From(config));
 }
 
 /// <param name="Slots">Explicit slot count, or null for auto (GPUs, else CPU cores / <paramref name="CoresPerCpuSlot"/>).</param>
@@ -58,4 +62,36 @@ public sealed record RunCoordinatorSettings(int SnapshotEvery, TimeSpan? Passiva
     public static RunCoordinatorSettings From(Config config) => new(
         ConfigValues.Int(config, "runtime.run-coordinator.snapshot-every", min: 1),
         ConfigValues.DurationOrOff(config, "runtime.run-coordinator.passivate-inactive-after"));
+}
+
+/// <param name="TorchThreads">libtorch intra-op threads; null: auto (cores / the node's slots, at least 1).</param>
+/// <param name="Dispatcher">The config path of the dispatcher torch actors run on (a PinnedDispatcher).</param>
+public sealed record WorkerSettings(int? TorchThreads, string Dispatcher)
+{
+    public const string DispatcherPath = "runtime.worker.dispatcher";
+
+    public static WorkerSettings From(Config config)
+    {
+        var threads = ConfigValues.String(config, "runtime.worker.torch-threads");
+        int? explicitThreads = threads == "auto" ? null
+            : int.TryParse(threads, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n) && n >= 1 ? n
+            : throw new HoconException($"runtime.worker.torch-threads must be auto or a whole number >= 1 (got \"{threads}\")");
+        if (!config.HasPath(DispatcherPath + ".type")) throw new HoconException($"{DispatcherPath}.type is not set");
+        return new WorkerSettings(explicitThreads, DispatcherPath);
+    }
+
+    /// <summary>The thread count a worker sets: the configured one, or max(1, cores / slots).</summary>
+    public int ThreadsFor(int cores, int slots) => TorchThreads ?? Math.Max(1, cores / Math.Max(1, slots));
+}
+
+/// <param name="CapacityNoticeAfter">How long an attempt may wait for its workers before it reports "waiting for capacity".</param>
+/// <param name="MaxAttempts">Attempts after which a run that keeps losing workers fails.</param>
+/// <param name="PrefetchSteps">Steps of data each loader sends ahead of the running step.</param>
+public sealed record DriverSettings(TimeSpan CapacityNoticeAfter, int MaxAttempts, int PrefetchSteps)
+{
+    public static DriverSettings From(Config config) => new(
+        ConfigValues.DurationOrOff(config, "runtime.driver.capacity-notice-after")
+            ?? throw new HoconException("runtime.driver.capacity-notice-after must be a duration, not off"),
+        ConfigValues.Int(config, "runtime.driver.max-attempts", min: 1),
+        ConfigValues.Int(config, "runtime.driver.prefetch-steps", min: 1));
 }

@@ -35,6 +35,9 @@ public sealed record NodeOptions
 
     public ISlotProbe SlotProbe { get; init; } = SystemSlotProbe.Instance;
 
-    /// <summary>What drives a run's attempts once its coordinator has accepted it.</summary>
+    /// <summary>
+    /// What drives a run's attempts once its coordinator has accepted it: <see cref="Driving.TrainingRunDriver"/> trains
+    /// with workers; the default starts none (accepted runs wait), for nodes that only record runs, and tests.
+    /// </summary>
     public IRunDriverFactory RunDriver { get; init; } = NoRunDriver.Instance;
 }

@@ -25,7 +25,7 @@ public enum NodeExit
 /// <summary>
 /// One Runtime cluster node: an ActorSystem named "runtime" built from <see cref="NodeConfig"/>, joined to its seed
 /// nodes (or to itself when it has none, which makes a one-node cluster), advertising its worker slots as roles, and
-/// hosting the run coordinators' shard region. Leaving is graceful: CoordinatedShutdown leaves the cluster and hands
+/// hosting the run coordinators' and the run workers' shard regions. Leaving is graceful: CoordinatedShutdown leaves the cluster and hands
 /// shards off before the system terminates.
 /// </summary>
 public sealed class RuntimeNode : IAsyncDisposable
@@ -62,6 +62,9 @@ public sealed class RuntimeNode : IAsyncDisposable
     /// <summary>The run coordinators' shard region (a proxy on nodes without the coordinator role).</summary>
     public IActorRef RunCoordinators { get; private set; } = ActorRefs.Nobody;
 
+    /// <summary>The run workers' shard region (a proxy on nodes without the worker role).</summary>
+    public IActorRef RunWorkers { get; private set; } = ActorRefs.Nobody;
+
     /// <summary>Completes when this node is an Up member; faults if the system terminates first.</summary>
     public Task WhenUp => _up.Task;
 
@@ -79,6 +82,7 @@ public sealed class RuntimeNode : IAsyncDisposable
             var setup = new RunCoordinatorSetup(
                 config.Settings.RunCoordinator, new ClusterSlotInventory(system, config.Settings.Sharding.WorkerRole), options.RunDriver);
             node.RunCoordinators = await RunCoordinatorSharding.StartAsync(system, config.Settings, setup);
+            node.RunWorkers = await Workers.RunWorkers.StartAsync(system, config.Settings);
             return node;
         }
         catch

@@ -12,17 +12,25 @@ namespace Runtime.Cluster.RunSpecs;
 /// </summary>
 public static class RunSpecValidator
 {
+    /// <summary>
+    /// Whether this build can train tensor-parallel: it needs the model's tensor-parallel slices and the workers'
+    /// tensor-parallel group, which are not wired together yet. Until they are, run.parallel.tensor > 1 is refused.
+    /// </summary>
+    public const bool TensorParallelSupported = false;
+
     /// <summary>Throws <see cref="RunSpecException"/> naming every problem; returns the model's config when all is well.</summary>
-    public static LlamaConfig Validate(RunSpec spec, int availableSlots, string? source = null)
+    public static LlamaConfig Validate(RunSpec spec, int availableSlots, string? source = null, bool tensorParallel = TensorParallelSupported)
     {
-        var problems = Problems(spec, availableSlots, out var model);
+        var problems = Problems(spec, availableSlots, tensorParallel, out var model);
         if (problems.Count > 0) throw new RunSpecException(source ?? spec.Name, problems);
         return model!;
     }
 
-    public static IReadOnlyList<SpecProblem> Problems(RunSpec spec, int availableSlots) => Problems(spec, availableSlots, out _);
+    /// <param name="tensorParallel">Whether tensor parallelism is available (tests of the layout rules pass true).</param>
+    public static IReadOnlyList<SpecProblem> Problems(RunSpec spec, int availableSlots, bool tensorParallel = TensorParallelSupported) =>
+        Problems(spec, availableSlots, tensorParallel, out _);
 
-    static IReadOnlyList<SpecProblem> Problems(RunSpec spec, int availableSlots, out LlamaConfig? model)
+    static IReadOnlyList<SpecProblem> Problems(RunSpec spec, int availableSlots, bool tensorParallel, out LlamaConfig? model)
     {
         var problems = new List<SpecProblem>();
         void Add(string key, string message) => problems.Add(new SpecProblem(key, message));
@@ -35,6 +43,9 @@ public static class RunSpecValidator
                 : $"run.data.path: {spec.Data.Path} does not exist");
 
         var p = spec.Parallel;
+        if (p.Tensor > 1 && !tensorParallel)
+            Add("run.parallel.tensor",
+                $"run.parallel.tensor = {p.Tensor}: tensor parallelism is not supported yet (the model cannot be split by tensor-parallel rank in this build); use tensor = 1 and more data-parallel replicas or pipeline stages");
         if (model is not null)
         {
             if (p.Pipeline > model.NumHiddenLayers)
@@ -49,6 +60,9 @@ public static class RunSpecValidator
                 if (size % p.Tensor != 0)
                     Add("run.parallel.tensor",
                         $"run.parallel.tensor = {p.Tensor} does not divide the model's {name} ({size}); tensor-parallel ranks split it evenly");
+            if (spec.Method == FineTuneMethod.Full && p.Pipeline > 1 && model.TieWordEmbeddings)
+                Add("run.parallel.pipeline",
+                    $"run.parallel.pipeline = {p.Pipeline} with method = full: the model ties its embedding and LM head (tie_word_embeddings), which would then live on two stages whose gradients must be summed; that is not supported yet; use pipeline = 1 or a LoRA method");
         }
 
         if (p.Workers > availableSlots)

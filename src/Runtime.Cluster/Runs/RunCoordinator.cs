@@ -96,14 +96,15 @@ public sealed class RunCoordinator : ReceivePersistentActor
                     $"run \"{_runId}\" was already submitted with another spec (it is {_state.Phase.ToString().ToLowerInvariant()}); choose another run name")]));
             return;
         }
-        var problems = RunSpecValidator.Problems(submit.Spec, _setup.Slots.AvailableSlots());
+        var problems = RunSpecValidator.Problems(submit.Spec, _setup.Slots.AvailableSlots()).ToList();
+        var resume = submit.ResumeFrom is null ? null : ResumeCheckpoint.Find(submit.ResumeFrom, submit.Spec, problems);
         if (problems.Count > 0)
         {
             Sender.Tell(new RunRejected(_runId, problems));
             return;
         }
         var sender = Sender;
-        Record(new RunSubmitted(_runId, submit.Spec, DateTimeOffset.UtcNow), () =>
+        Record(new RunSubmitted(_runId, submit.Spec, DateTimeOffset.UtcNow, resume), () =>
         {
             Context.SetReceiveTimeout(null); // an active run's coordinator stays
             sender.Tell(new RunAccepted(_runId));

@@ -38,7 +38,12 @@ public interface IRunReply : IRunProtocol
 // ---- Commands from users (rt, the command host) ----------------------------------------------------------------
 
 /// <summary>Validate and accept a run. Answered with <see cref="RunAccepted"/> or <see cref="RunRejected"/>.</summary>
-public sealed record SubmitRun(string RunId, RunSpec Spec) : IRunCommand;
+/// <param name="ResumeFrom">
+/// A committed checkpoint folder to start from instead of step 0, written by any layout (another run's, or an earlier
+/// run of this spec); "latest" takes the newest committed checkpoint in the spec's output folder. Refused, under the
+/// key "resume", when it is not a committed checkpoint or was trained with another seed.
+/// </param>
+public sealed record SubmitRun(string RunId, RunSpec Spec, string? ResumeFrom = null) : IRunCommand;
 
 /// <summary>Answered with <see cref="RunStatus"/> (phase <see cref="RunPhase.None"/> when no such run was submitted).</summary>
 public sealed record GetRunStatus(string RunId) : IRunCommand;
@@ -127,8 +132,12 @@ public sealed record RunStatus(
 
 // ---- Events ----------------------------------------------------------------------------------------------------
 
-/// <summary>The run was accepted with this spec (its canonical form is what is stored); attempt 1 begins.</summary>
-public sealed record RunSubmitted(string RunId, RunSpec Spec, DateTimeOffset At) : IRunEvent;
+/// <summary>
+/// The run was accepted with this spec (its canonical form is what is stored); attempt 1 begins, after
+/// <see cref="ResumedFrom"/>'s step when the run starts from a checkpoint (absent in events written before resuming
+/// existed: they started at step 0).
+/// </summary>
+public sealed record RunSubmitted(string RunId, RunSpec Spec, DateTimeOffset At, CommittedCheckpoint? ResumedFrom = null) : IRunEvent;
 
 public sealed record RunStarted(string RunId, int Attempt) : IRunEvent;
 

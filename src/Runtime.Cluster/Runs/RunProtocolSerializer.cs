@@ -51,7 +51,7 @@ public sealed class RunProtocolSerializer(ExtendedActorSystem system) : Serializ
     static readonly JsonSerializerOptions Options = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.CamelCase,
-        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower), new RunSpecConverter() },
+        Converters = { new JsonStringEnumConverter(JsonNamingPolicy.KebabCaseLower), new RunSpecJsonConverter() },
         NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals, // a diverged loss is NaN, and still a fact
         IgnoreReadOnlyProperties = true, // computed members (RunStatus.IsFinished, ...) are not data
     };
@@ -69,14 +69,4 @@ public sealed class RunProtocolSerializer(ExtendedActorSystem system) : Serializ
         TypesByManifest.TryGetValue(manifest, out var type)
             ? JsonSerializer.Deserialize(bytes, type, Options) ?? throw new SerializationException($"run protocol {manifest}: null payload")
             : throw new SerializationException($"unknown run protocol manifest \"{manifest}\" (written by a newer Runtime?)");
-
-    /// <summary>A spec travels and is stored as its canonical HOCON text.</summary>
-    sealed class RunSpecConverter : JsonConverter<RunSpec>
-    {
-        public override RunSpec Read(ref Utf8JsonReader reader, Type typeToConvert, JsonSerializerOptions options) =>
-            RunSpecParser.ParseCanonical(reader.GetString() ?? throw new JsonException("a run spec must be a string of HOCON"));
-
-        public override void Write(Utf8JsonWriter writer, RunSpec value, JsonSerializerOptions options) =>
-            writer.WriteStringValue(RunSpecHocon.Write(value));
-    }
 }

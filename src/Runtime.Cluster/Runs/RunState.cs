@@ -28,7 +28,10 @@ public sealed record RunState(
 
     public RunState Apply(IRunEvent e) => e switch
     {
-        RunSubmitted s => Empty with { Phase = RunPhase.Starting, Spec = s.Spec, Attempt = 1 },
+        RunSubmitted s => Empty with
+        {
+            Phase = RunPhase.Starting, Spec = s.Spec, Attempt = 1, LastStep = s.ResumedFrom?.Step ?? 0, LastCheckpoint = s.ResumedFrom,
+        },
         RunStarted => this with { Phase = RunPhase.Running },
         StepCompleted s => this with { LastStep = s.Step, LastLoss = s.Loss, TokensProcessed = TokensProcessed + s.Tokens },
         CheckpointCommitted c => this with { LastCheckpoint = new CommittedCheckpoint(c.Step, c.ManifestPath, c.DataPosition) },

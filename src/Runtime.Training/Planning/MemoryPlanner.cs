@@ -86,7 +86,7 @@ public static class MemoryPlanner
         var activations = new ActivationModel(request, layout.Tp);
         long budget = (long)Math.Floor(request.Headroom * request.Gpu.CapacityBytes);
         int p = layout.Pp;
-        var counts = SplitLayers(cfg.NumHiddenLayers, p, (s, n) => SizeStage(request, layout, activations, m, s, 0, n).Memory.Total);
+        var counts = PipelineSplit.LayerCounts(cfg.NumHiddenLayers, p, (s, n) => SizeStage(request, layout, activations, m, s, 0, n).Memory.Total);
 
         var stages = new List<StagePlan>(p);
         int first = 0;
@@ -96,24 +96,6 @@ public static class MemoryPlanner
             first += counts[s];
         }
         return new LayoutPlan(layout, m, stages, budget);
-    }
-
-    /// <summary>
-    /// Contiguous layer ranges: every stage gets floor(L / p) layers and the L mod p extra layers go, one each, to the
-    /// stages that would be least loaded with one more (so stage 0, which holds the most micro-batches under 1F1B,
-    /// and the last stage, which holds the head and the loss, are spared when they are the heavy ones).
-    /// </summary>
-    internal static int[] SplitLayers(int layers, int stages, Func<int, int, long> totalWith)
-    {
-        int baseCount = layers / stages, extra = layers % stages;
-        var counts = Enumerable.Repeat(baseCount, stages).ToArray();
-        if (extra == 0) return counts;
-        var order = Enumerable.Range(0, stages)
-            .Select(s => (Stage: s, Total: totalWith(s, baseCount + 1)))
-            .OrderBy(x => x.Total).ThenByDescending(x => x.Stage)
-            .Take(extra);
-        foreach (var (s, _) in order) counts[s]++;
-        return counts;
     }
 
     static StagePlan SizeStage(PlanRequest request, ParallelLayout layout, ActivationModel activations, int m, int s, int first, int layers)

@@ -1,4 +1,5 @@
 using Akka.Cluster.SBR;
+using Runtime.Cluster.Channels;
 using Runtime.Cluster.Configuration;
 
 namespace Runtime.Cluster.Tests.Configuration;
@@ -64,5 +65,28 @@ public class ReferenceConfigTests
         Assert.Contains("runtime.sharding.max-shards", e.Message);
         var slots = Akka.Configuration.ConfigurationFactory.ParseString("runtime.node.slots = -2").WithFallback(RuntimeConfig.Reference);
         Assert.Contains("runtime.node.slots", Assert.Throws<HoconException>(() => RuntimeSettings.From(slots)).Message);
+    }
+
+    [Fact]
+    public void The_channels_settings_in_reference_conf_are_those_the_channels_define()
+    {
+        var reference = RuntimeConfig.Reference;
+        Assert.Equal(TensorChannelSettings.Create(ChannelsConfig.Default), TensorChannelSettings.Create(reference));
+        foreach (var key in new[] { "maximum-frame-size", "send-buffer-size", "receive-buffer-size" })
+            Assert.Equal(ChannelsConfig.Default.GetByteSize("akka.remote.dot-netty.tcp." + key), reference.GetByteSize("akka.remote.dot-netty.tcp." + key));
+        Assert.Equal("runtime-tensor", reference.GetString("akka.actor.serialization-bindings.\"Runtime.Cluster.Channels.Remote.ITensorWireMessage, Runtime.Cluster\""));
+    }
+
+    [Fact]
+    public void Worker_and_driver_settings_read_back_and_bad_ones_name_the_key()
+    {
+        var s = RuntimeSettings.From(RuntimeConfig.Reference);
+        Assert.Equal(new WorkerSettings(null, "runtime.worker.dispatcher"), s.Worker);
+        Assert.Equal(new DriverSettings(TimeSpan.FromSeconds(15), 10, 1), s.Driver);
+        Assert.Equal(1, s.Worker.ThreadsFor(cores: 2, slots: 4));
+        Assert.Equal(4, s.Worker.ThreadsFor(cores: 32, slots: 8));
+        Assert.Equal(3, (s.Worker with { TorchThreads = 3 }).ThreadsFor(cores: 32, slots: 8));
+        var bad = Akka.Configuration.ConfigurationFactory.ParseString("runtime.worker.torch-threads = 0").WithFallback(RuntimeConfig.Reference);
+        Assert.Contains("runtime.worker.torch-threads", Assert.Throws<HoconException>(() => RuntimeSettings.From(bad)).Message);
     }
 }

@@ -20,12 +20,13 @@ public class RunSpecValidatorTests : IDisposable
         return RunSpecParser.Parse(text, "t.conf", _dir.Path, sets);
     }
 
-    static SpecProblem Single(RunSpec spec, int slots) => Assert.Single(RunSpecValidator.Problems(spec, slots));
+    /// <summary>The layout rules as they will apply once tensor parallelism is supported (see the refusal test below).</summary>
+    static SpecProblem Single(RunSpec spec, int slots) => Assert.Single(RunSpecValidator.Problems(spec, slots, tensorParallel: true));
 
     [Fact]
     public void A_good_spec_passes_and_returns_the_model_config()
     {
-        var model = RunSpecValidator.Validate(Spec("parallel.tensor=2", "parallel.pipeline=2"), availableSlots: 4);
+        var model = RunSpecValidator.Validate(Spec("parallel.tensor=2", "parallel.pipeline=2"), availableSlots: 4, tensorParallel: true);
         Assert.Equal((4, 4, 2, 192), (model.NumHiddenLayers, model.NumAttentionHeads, model.NumKeyValueHeads, model.IntermediateSize));
     }
 
@@ -81,13 +82,13 @@ public class RunSpecValidatorTests : IDisposable
         var p = Single(Spec("parallel.pipeline=5"), 5);
         Assert.Equal("run.parallel.pipeline", p.Key);
         Assert.Equal("run.parallel.pipeline = 5 exceeds the model's 4 layers (num_hidden_layers); every stage needs a layer", p.Message);
-        Assert.Empty(RunSpecValidator.Problems(Spec("parallel.pipeline=3"), 3)); // 4 layers over 3 stages: 2, 1, 1
+        Assert.Empty(RunSpecValidator.Problems(Spec("parallel.pipeline=3"), 3)); // 4 layers over 3 stages
     }
 
     [Fact]
     public void Tensor_parallelism_that_does_not_divide_the_heads_is_refused()
     {
-        var three = RunSpecValidator.Problems(Spec("parallel.tensor=3"), 3);
+        var three = RunSpecValidator.Problems(Spec("parallel.tensor=3"), 3, tensorParallel: true);
         Assert.All(three, p => Assert.Equal("run.parallel.tensor", p.Key));
         Assert.Equal(2, three.Count); // 3 divides the intermediate size 192, not the 4 heads or the 2 kv heads
         Assert.Contains(three, p => p.Message.Contains("num_attention_heads (4)"));
@@ -109,7 +110,29 @@ public class RunSpecValidatorTests : IDisposable
     public void Validate_throws_with_every_problem()
     {
         var spec = Spec("parallel.pipeline=8", "parallel.tensor=4") with { Data = Spec().Data with { Path = _dir["gone.jsonl"] } };
-        var e = Assert.Throws<RunSpecException>(() => RunSpecValidator.Validate(spec, 2));
+        var e = Assert.Throws<RunSpecException>(() => RunSpecValidator.Validate(spec, 2, tensorParallel: true));
         Assert.Equal(["run.data.path", "run.parallel.pipeline", "run.parallel.tensor", "run.parallel"], e.Problems.Select(p => p.Key));
+    }
+
+    [Fact]
+    public void Tensor_parallelism_is_refused_while_the_model_cannot_be_split_by_rank()
+    {
+        var p = Assert.Single(RunSpecValidator.Problems(Spec("parallel.tensor=2"), 2));
+        Assert.Equal("run.parallel.tensor", p.Key);
+        Assert.StartsWith("run.parallel.tensor = 2: tensor parallelism is not supported yet", p.Message);
+        Assert.Empty(RunSpecValidator.Problems(Spec("parallel.tensor=1"), 1));
+    }
+
+    [Fact]
+    public void Full_fine_tuning_of_tied_embeddings_across_pipeline_stages_is_refused()
+    {
+        var spec = Spec("parallel.pipeline=2", "method=full"); // the tiny preset ties them
+        var p = Single(spec, 2);
+        Assert.Equal("run.parallel.pipeline", p.Key);
+        Assert.Contains("ties its embedding and LM head", p.Message);
+        Fixtures.Model(_dir["untied"], LlamaPresets.Tiny with { TieWordEmbeddings = false });
+        Assert.Empty(RunSpecValidator.Problems(spec with { Model = _dir["untied"] }, 2));
+        Assert.Empty(RunSpecValidator.Problems(spec with { Method = Runtime.Training.Planning.FineTuneMethod.Lora }, 2));
+        Assert.Empty(RunSpecValidator.Problems(Spec("method=full"), 1));
     }
 }

@@ -20,6 +20,7 @@ public sealed class RunProtocolSerializerTests : Akka.TestKit.Xunit2.TestKit
     public static TheoryData<IRunProtocol> Messages() =>
     [
         new SubmitRun("r", Spec),
+        new SubmitRun("r", Spec, "latest"),
         new GetRunStatus("r"),
         new StopRun("r", "operator"),
         new WorkersReady("r", 2),
@@ -36,6 +37,7 @@ public sealed class RunProtocolSerializerTests : Akka.TestKit.Xunit2.TestKit
         new RunStatus("r", RunPhase.Running, 3, 1200, 0.98, 123456789, Checkpoint, "the run coordinator restarted", Spec),
         new RunStatus("r", RunPhase.None, 0, 0, null, 0, null, null, null),
         new RunSubmitted("r", Spec, new DateTimeOffset(2026, 11, 26, 10, 0, 0, TimeSpan.Zero)),
+        new RunSubmitted("r", Spec, new DateTimeOffset(2026, 11, 26, 10, 0, 0, TimeSpan.Zero), Checkpoint),
         new RunStarted("r", 1),
         new StepCompleted("r", 1, 1, 2.5, 4096, 2e-4, 1.1, 0.9),
         new CheckpointCommitted("r", 1, 500, Checkpoint.ManifestPath, 32000),
@@ -75,6 +77,20 @@ public sealed class RunProtocolSerializerTests : Akka.TestKit.Xunit2.TestKit
         var json = Encoding.UTF8.GetString(bytes);
         Assert.Contains(System.Text.Json.JsonSerializer.Serialize(RunSpecHocon.Write(Spec)), json);
         Assert.Contains("\"runId\":\"r\"", json);
+    }
+
+    [Fact]
+    public void A_submission_written_before_resuming_existed_reads_as_a_start_from_step_0()
+    {
+        var old = new RunSubmitted("r", Spec, DateTimeOffset.UnixEpoch);
+        var json = Encoding.UTF8.GetString(Sys.Serialization.FindSerializerFor(old).ToBinary(old)).Replace(",\"resumedFrom\":null", "");
+        Assert.DoesNotContain("resumedFrom", json);
+        var back = Assert.IsType<RunSubmitted>(Sys.Serialization.Deserialize(Encoding.UTF8.GetBytes(json), RunProtocolSerializer.Id, "RunSubmitted.v1"));
+        Assert.Null(back.ResumedFrom);
+        Assert.Equal((0L, (CommittedCheckpoint?)null), (RunState.Empty.Apply(back).LastStep, RunState.Empty.Apply(back).LastCheckpoint));
+        // A resumed submission starts its history at the checkpoint: the next step is 501, and a restart goes back there.
+        var resumed = RunState.Empty.Apply(new RunSubmitted("r", Spec, DateTimeOffset.UnixEpoch, Checkpoint));
+        Assert.Equal((RunPhase.Starting, 500L, Checkpoint, 500L), (resumed.Phase, resumed.LastStep, resumed.LastCheckpoint, resumed.ResumeStep));
     }
 
     [Fact]

@@ -8,8 +8,9 @@ namespace Runtime.Cluster.Tests.Support;
 /// <summary>Real nodes for tests: loopback, any free port, quiet logs, slots as the test says.</summary>
 public static class TestNodes
 {
-    public static readonly Config Quiet = ConfigurationFactory.ParseString("""
-        akka.loglevel = WARNING
+    /// <summary>RT_TEST_LOGLEVEL=INFO (or DEBUG) shows what the nodes do, for a failing test.</summary>
+    public static readonly Config Quiet = ConfigurationFactory.ParseString($$"""
+        akka.loglevel = {{Environment.GetEnvironmentVariable("RT_TEST_LOGLEVEL") ?? "WARNING"}}
         akka.stdout-loglevel = WARNING
         akka.remote.dot-netty.tcp { hostname = 127.0.0.1, port = 0 }
         """);

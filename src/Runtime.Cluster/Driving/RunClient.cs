@@ -1,0 +1,111 @@
+using System.Runtime.CompilerServices;
+using System.Threading.Channels;
+using Akka.Actor;
+using Runtime.Cluster.Hosting;
+using Runtime.Cluster.Runs;
+using Runtime.Cluster.RunSpecs;
+
+namespace Runtime.Cluster.Driving;
+
+/// <summary>
+/// Submitting and following runs from code (what `rt finetune` and the command host build on): submit, status,
+/// stop, a progress stream, and "run it and wait". Works from any node: coordinators are reached through the shard
+/// region (or its proxy), progress through the cluster-wide topic.
+/// </summary>
+public sealed class RunClient(ActorSystem system, IActorRef coordinators)
+{
+    static readonly TimeSpan AskTimeout = TimeSpan.FromSeconds(30);
+
+    public static RunClient For(RuntimeNode node) => new(node.System, node.RunCoordinators);
+
+    /// <summary>How often a watch asks the coordinator for the status besides listening to progress.</summary>
+    public TimeSpan StatusPollInterval { get; init; } = TimeSpan.FromSeconds(2);
+
+    /// <summary>
+    /// Validates and submits <paramref name="spec"/> under <paramref name="runId"/> (default: the spec's name); throws
+    /// <see cref="RunSpecException"/> naming every problem when the coordinator refuses it. Submitting the same spec
+    /// under the same id again is accepted (a retry), another spec is refused.
+    /// </summary>
+    public async Task<string> SubmitAsync(RunSpec spec, string? runId = null, string? resumeFrom = null, CancellationToken cancellationToken = default)
+    {
+        var id = runId ?? spec.Name;
+        var reply = await coordinators.Ask<IRunReply>(new SubmitRun(id, spec, resumeFrom), AskTimeout, cancellationToken);
+        return reply switch
+        {
+            RunAccepted => id,
+            RunRejected rejected => throw new RunSpecException(id, rejected.Problems),
+            _ => throw new InvalidOperationException($"run {id}: unexpected answer {reply}"),
+        };
+    }
+
+    public Task<RunStatus> StatusAsync(string runId, CancellationToken cancellationToken = default) =>
+        coordinators.Ask<RunStatus>(new GetRunStatus(runId), AskTimeout, cancellationToken);
+
+    /// <summary>Stops a run that has not finished (what Ctrl+C in `rt finetune` should do); false when it had already finished.</summary>
+    public async Task<bool> StopAsync(string runId, string reason, CancellationToken cancellationToken = default)
+    {
+        var reply = await coordinators.Ask<IRunReply>(new StopRun(runId, reason), AskTimeout, cancellationToken);
+        return reply is RunCommandAccepted;
+    }
+
+    /// <summary>
+    /// Follows a run until it finishes: <paramref name="onProgress"/> sees its progress events (on a thread of the
+    /// actor system: keep it short), and the result is the coordinator's final status (completed, failed or stopped).
+    /// Cancelling stops the watch, not the run.
+    /// </summary>
+    public async Task<RunStatus> WaitAsync(string runId, Action<IRunProgress>? onProgress = null, CancellationToken cancellationToken = default)
+    {
+        var progress = Channel.CreateUnbounded<IRunProgress>(new UnboundedChannelOptions { SingleReader = true });
+        var finished = new TaskCompletionSource<RunStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var watcher = system.ActorOf(Props.Create(() => new RunWatcher(runId, coordinators, progress.Writer, finished, StatusPollInterval)));
+        await using var stop = cancellationToken.Register(() => watcher.Tell(PoisonPill.Instance));
+        var pump = Task.Run(async () =>
+        {
+            await foreach (var p in progress.Reader.ReadAllAsync(CancellationToken.None)) onProgress?.Invoke(p);
+        }, CancellationToken.None);
+        try
+        {
+            return await finished.Task;
+        }
+        finally
+        {
+            await pump;
+        }
+    }
+
+    /// <summary>The run's progress events until it finishes (then the stream ends).</summary>
+    public async IAsyncEnumerable<IRunProgress> WatchAsync(string runId, [EnumeratorCancellation] CancellationToken cancellationToken = default)
+    {
+        var progress = Channel.CreateUnbounded<IRunProgress>(new UnboundedChannelOptions { SingleReader = true });
+        var finished = new TaskCompletionSource<RunStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
+        var watcher = system.ActorOf(Props.Create(() => new RunWatcher(runId, coordinators, progress.Writer, finished, StatusPollInterval)));
+        try
+        {
+            await foreach (var p in progress.Reader.ReadAllAsync(cancellationToken)) yield return p;
+        }
+        finally
+        {
+            watcher.Tell(PoisonPill.Instance);
+        }
+    }
+
+    /// <summary>
+    /// Submits and follows a run to its end: the `rt finetune` path. Cancelling (Ctrl+C) stops the run (StopRun) and
+    /// waits for the coordinator to record it, so the journal says what happened; a later submission with
+    /// <c>resumeFrom: "latest"</c> continues from the last checkpoint.
+    /// </summary>
+    public async Task<RunStatus> RunAsync(RunSpec spec, string? runId = null, string? resumeFrom = null, Action<IRunProgress>? onProgress = null,
+        CancellationToken cancellationToken = default)
+    {
+        var id = await SubmitAsync(spec, runId, resumeFrom, cancellationToken);
+        try
+        {
+            return await WaitAsync(id, onProgress, cancellationToken);
+        }
+        catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
+        {
+            await StopAsync(id, "stopped by the user");
+            return await WaitAsync(id, onProgress, CancellationToken.None);
+        }
+    }
+}

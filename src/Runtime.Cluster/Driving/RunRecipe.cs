@@ -1,0 +1,108 @@
+using System.Security.Cryptography;
+using System.Text;
+using Runtime.Cluster.RunSpecs;
+using Runtime.Model.Config;
+using Runtime.Model.Llama;
+using Runtime.Model.Lora;
+using Runtime.Training.Data;
+using Runtime.Training.Engine;
+using Runtime.Training.Optim;
+using Runtime.Training.Planning;
+using static TorchSharp.torch;
+
+namespace Runtime.Cluster.Driving;
+
+/// <summary>
+/// What a run spec means for training, in one place: the batch layout, the data options, the schedule, the optimizer,
+/// the model options, LoRA, and how the layers are split into stages. The driver and every worker read the spec
+/// through this, so they cannot disagree.
+/// </summary>
+public static class RunRecipe
+{
+    /// <summary>Micro-batch size x gradient accumulation x data-parallel replicas (Hugging Face's arithmetic).</summary>
+    public static BatchLayout Layout(RunSpec spec) => new(spec.Train.MicroBatchSize, spec.Train.GradAccum, spec.Parallel.Data);
+
+    /// <summary>Tokenization, packing and the sampler (seeded by the run's seed, as Hugging Face seeds its sampler).</summary>
+    public static TrainingDataOptions DataOptions(RunSpec spec) =>
+        new(new DataOptions(spec.Data.MaxSeqLength), new SamplerOptions(unchecked((ulong)spec.Train.Seed))) { Packing = spec.Data.Packing };
+
+    /// <summary>max-steps when set, else the whole steps in the epochs (see <see cref="GlobalSampler.TotalSteps"/>).</summary>
+    public static long TotalSteps(RunSpec spec, TrainingData data)
+    {
+        long steps = spec.Train.MaxSteps > 0 ? spec.Train.MaxSteps : data.TotalSteps(spec.Train.Epochs, Layout(spec));
+        if (steps < 1)
+            throw new RunSpecException(spec.Name, [new SpecProblem("run.train.epochs",
+                $"run.train.epochs = {spec.Train.Epochs} of {data.Examples.Count} examples is not one step of {Layout(spec).GlobalBatch} samples (micro-batch-size x grad-accum x parallel.data); add data, or set run.train.max-steps")]);
+        return steps;
+    }
+
+    /// <summary>The learning rate schedule over <paramref name="totalSteps"/> with warm-up ceil(total x warmup-ratio).</summary>
+    public static LrSchedule Schedule(RunSpec spec, long totalSteps) =>
+        LrSchedule.WithWarmupRatio(spec.Train.Schedule, spec.Train.Lr, totalSteps, spec.Train.WarmupRatio);
+
+    /// <summary>AdamW with the spec's weight decay (Hugging Face's decay groups); clipping at max-grad-norm (0: none).</summary>
+    public static OptimizerStepOptions Optimizer(RunSpec spec) => new()
+    {
+        AdamW = new AdamWOptions { WeightDecay = spec.Train.WeightDecay },
+        MaxGradNorm = spec.Train.MaxGradNorm > 0 ? spec.Train.MaxGradNorm : null,
+    };
+
+    /// <summary>The dtype of the spec's precision; QLoRA keeps the projections' bases in NF4.</summary>
+    public static LlamaModelOptions ModelOptions(RunSpec spec) => new()
+    {
+        DType = spec.Train.Precision == ComputePrecision.Bf16 ? ScalarType.BFloat16 : ScalarType.Float32,
+        RequiresGrad = true,
+        ProjectionBase = spec.Method == FineTuneMethod.Qlora ? ProjectionBase.Nf4 : ProjectionBase.Dense,
+    };
+
+    /// <summary>The adapters LoRA and QLoRA train; null for full fine-tuning.</summary>
+    public static LoraConfig? Lora(RunSpec spec) =>
+        spec.Method == FineTuneMethod.Full ? null : new LoraConfig(spec.Lora.R, spec.Lora.Alpha, spec.Lora.Dropout, spec.Lora.Targets);
+
+    /// <summary>
+    /// Each pipeline stage's slice: <see cref="PipelineSplit"/> with the memory planner's cost of each stage, so the
+    /// layers go where `rt plan` says they go. The planner's cost does not depend on the GPU model (only its budget
+    /// does), so any catalogue entry sizes the stages alike.
+    /// </summary>
+    public static IReadOnlyList<LlamaSliceSpec> Stages(RunSpec spec, LlamaConfig config)
+    {
+        var p = spec.Parallel;
+        if (p.Pipeline == 1) return [LlamaSliceSpec.Whole(config)];
+        var request = new PlanRequest
+        {
+            Model = config,
+            Method = spec.Method,
+            Lora = new LoraSettings(spec.Lora.R, spec.Lora.Targets.Count > 0 ? spec.Lora.Targets : LinearModule.AllNames, spec.Lora.Dropout),
+            // The planner sizes QLoRA in bf16 (NF4 bases dequantize to bf16); the split only compares stages.
+            Precision = spec.Method == FineTuneMethod.Qlora ? ComputePrecision.Bf16 : spec.Train.Precision,
+            MicroBatchSize = spec.Train.MicroBatchSize,
+            SequenceLength = spec.Data.MaxSeqLength,
+            Packing = spec.Data.Packing,
+            GradientCheckpointing = spec.Train.GradCheckpointing,
+            MicroBatches = spec.Train.GradAccum,
+            Schedule = p.Schedule,
+            Gpu = GpuCatalog.Get("h100-80"),
+            Tp = p.Tensor, Pp = p.Pipeline, Dp = p.Data,
+        };
+        var plan = MemoryPlanner.PlanLayout(request, new ParallelLayout(p.Tensor, p.Pipeline, p.Data));
+        return PipelineSplit.Slices(plan.Stages.Select(s => s.Layers).ToArray());
+    }
+
+    /// <summary>
+    /// SHA-256 of what decides the numbers a run trains to (model, method, adapters, data, training settings), not of
+    /// where it runs or how it is laid out: a checkpoint records it, and any layout of the same training may resume it.
+    /// </summary>
+    public static string TrainingSha256(RunSpec spec)
+    {
+        var neutral = spec with
+        {
+            Name = "run",
+            Parallel = new ParallelSpec(1, 1, 1, PipelineSchedule.OneFOneB),
+            Train = spec.Train with { GradAccum = spec.Train.GradAccum * spec.Parallel.Data },
+            Checkpoint = new CheckpointSpec(1, 0),
+            Log = new LogSpec(1, false),
+            Output = "/",
+        };
+        return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(RunSpecHocon.Write(neutral))));
+    }
+}

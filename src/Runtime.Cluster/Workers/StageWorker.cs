@@ -1,0 +1,226 @@
+using System.Diagnostics;
+using Runtime.Cluster.Channels;
+using Runtime.Cluster.Channels.Collectives;
+using Runtime.Cluster.DataLoading;
+using Runtime.Cluster.Driving;
+using Runtime.Cluster.RunSpecs;
+using Runtime.Model.Config;
+using Runtime.Model.IO;
+using Runtime.Model.Llama;
+using Runtime.Model.Lora;
+using Runtime.Training.Checkpoints;
+using Runtime.Training.Engine;
+using TorchSharp;
+using static TorchSharp.torch;
+using ShardingWorkerId = Runtime.Cluster.Sharding.WorkerId;
+
+namespace Runtime.Cluster.Workers;
+
+/// <summary>What one step did on one worker.</summary>
+public sealed record StageStepResult(double LossSum, long LabelledTokens, long InputTokens, double GradNorm, double LearningRate, StepTimings Timings);
+
+/// <summary>
+/// One worker's share of a run, without any actor around it: its model slice (only its own tensors, read from the
+/// model's files; LoRA or QLoRA adapters injected, or everything trainable for full fine-tuning), the stage engine, the
+/// optimizer, and its collective groups. <see cref="RunStep"/> runs one whole optimizer step on the calling thread:
+/// the pipeline schedule over the replica's micro-batches (stage 0 takes token ids from the replica's data loader,
+/// later stages take activations from the stage before; the last stage takes labels and computes the loss; gradients
+/// go back stage by stage), then the data-parallel all-reduce of the trainable gradients, the global gradient norm
+/// (each parameter counted once: every worker of a replica contributes its own parameters' squared norm, and the
+/// replicas, holding identical gradients after the all-reduce, compute identical sums), clipping and AdamW.
+/// Not thread-safe: the worker's trainer drives it from its one (pinned) thread, where every tensor it makes lives.
+/// </summary>
+public sealed class StageWorker : IDisposable
+{
+    readonly ShardingWorkerId _id;
+    readonly int _attempt;
+    readonly RunSpec _spec;
+    readonly WorkerChannels _channels;
+    readonly LlamaSlice _slice;
+    readonly StageEngine _engine;
+    readonly OptimizerStep _optimizer;
+    readonly ICollectiveGroup _dataParallel;
+    readonly ICollectiveGroup _modelParallel;
+    readonly IReadOnlyList<PipelineOp> _schedule;
+    readonly WorkerId? _previousStage;
+    readonly WorkerId? _nextStage;
+
+    public StageWorker(ShardingWorkerId id, int attempt, RunSpec spec, LlamaSliceSpec sliceSpec, long totalSteps, string? resumeCheckpoint,
+        WorkerChannels channels)
+    {
+        _id = id;
+        _attempt = attempt;
+        _spec = spec;
+        _channels = channels;
+        var p = spec.Parallel;
+        if (id.Data >= p.Data || id.Pipeline >= p.Pipeline || id.Tensor >= p.Tensor)
+            throw new ArgumentException($"worker {id} is outside the layout data {p.Data} x pipeline {p.Pipeline} x tensor {p.Tensor}");
+
+        var config = LlamaConfig.Load(spec.Model);
+        using (var source = new HfModelFolder(spec.Model))
+            _slice = LlamaLoader.Load(source, config, sliceSpec, RunRecipe.ModelOptions(spec));
+        try
+        {
+            if (RunRecipe.Lora(spec) is { } lora) LoraInjector.Inject(_slice, lora, spec.Train.Seed);
+            _engine = new StageEngine(_slice, spec.Train.GradCheckpointing);
+            _optimizer = new OptimizerStep(_engine.TrainableParameters, RunRecipe.Schedule(spec, totalSteps), RunRecipe.Optimizer(spec));
+            if (resumeCheckpoint is not null)
+            {
+                using var reader = CheckpointReader.Open(resumeCheckpoint);
+                WorkerCheckpoint.Load(reader, _optimizer);
+            }
+        }
+        catch
+        {
+            _engine?.Dispose();
+            _optimizer?.Dispose();
+            _slice.Dispose();
+            throw;
+        }
+
+        WorkerId Channel(int d, int s, int t) => new ShardingWorkerId(id.RunId, d, s, t).ToChannel();
+        _dataParallel = channels.Group(GroupKind.DataParallel,
+            Enumerable.Range(0, p.Data).Select(d => Channel(d, id.Pipeline, id.Tensor)).ToList());
+        _modelParallel = channels.Group(GroupKind.ModelParallel,
+            (from s in Enumerable.Range(0, p.Pipeline) from t in Enumerable.Range(0, p.Tensor) select Channel(id.Data, s, t)).ToList());
+        _schedule = PipelineSchedules.For(p.Schedule, p.Pipeline, id.Pipeline, spec.Train.GradAccum);
+        _previousStage = id.Pipeline > 0 ? Channel(id.Data, id.Pipeline - 1, id.Tensor) : null;
+        _nextStage = id.Pipeline < p.Pipeline - 1 ? Channel(id.Data, id.Pipeline + 1, id.Tensor) : null;
+    }
+
+    /// <summary>Trainable parameters of this worker's slice.</summary>
+    public long TrainableParameters => _optimizer.Parameters.Sum(p => p.Parameter.numel());
+
+    /// <summary>Optimizer steps done (including those of the checkpoint it resumed from).</summary>
+    public long CompletedSteps => _optimizer.StepCount;
+
+    /// <summary>
+    /// Tensors this worker's thread holds: those made here and still alive, plus those taken from other threads and not
+    /// yet freed (the thread's own count, corrected for the tensors that crossed to or from other threads). Between
+    /// steps it stays the same unless something leaks.
+    /// </summary>
+    public long LiveTensors => DisposeScopeManager.Statistics.ThreadTotalLiveCount + _channels.Taken - _channels.Sent;
+
+    public StageStepResult RunStep(long step, long stepLabelledTokens)
+    {
+        if (stepLabelledTokens < 1) throw new ArgumentOutOfRangeException(nameof(stepLabelledTokens), stepLabelledTokens, $"step {step} has no labelled tokens");
+        var clock = Stopwatch.StartNew();
+        _channels.ResetWaits();
+        var p = _spec.Parallel;
+        double lossScale = 1.0 / stepLabelledTokens;
+        double lossSum = 0;
+        long labelled = 0, inputTokens = 0;
+
+        using (var stepScope = NewDisposeScope())
+        {
+            foreach (var op in _schedule)
+            {
+                // Replica d runs the global micro-batches j with j % dp == d, in increasing j.
+                int j = op.MicroBatch * p.Data + _id.Data;
+                using var opScope = NewDisposeScope();
+                if (op.Kind == PipelineOpKind.Forward)
+                {
+                    var forward = Forward(step, j, lossScale, ref inputTokens);
+                    if (_engine.IsLastStage)
+                    {
+                        lossSum += forward.LossSum;
+                        labelled += forward.LabelledTokens;
+                    }
+                }
+                else
+                {
+                    Backward(step, j);
+                }
+            }
+        }
+        double pipelineSeconds = clock.Elapsed.TotalSeconds;
+
+        var reduceClock = Stopwatch.StartNew();
+        AllReduceGradients(step);
+        var update = _optimizer.Step(squared => _modelParallel.AllReduceSum(squared, Key(step, 1)));
+        double reduceSeconds = reduceClock.Elapsed.TotalSeconds;
+
+        double compute = pipelineSeconds - _channels.DataWaitSeconds - _channels.PipelineWaitSeconds;
+        var timings = new StepTimings(clock.Elapsed.TotalSeconds, compute, _channels.DataWaitSeconds, _channels.PipelineWaitSeconds, reduceSeconds);
+        return new StageStepResult(lossSum, labelled, inputTokens, update.GradNorm, update.LearningRate, timings);
+    }
+
+    StageForward Forward(long step, int j, double lossScale, ref long inputTokens)
+    {
+        var positions = _channels.Take(Data(step, j, BatchPart.Positions));
+        var segments = _spec.Data.Packing ? _channels.Take(Data(step, j, BatchPart.SegmentIds)) : null;
+        Tensor input;
+        if (_engine.IsFirstStage)
+        {
+            input = _channels.Take(Data(step, j, BatchPart.InputIds));
+            inputTokens += input.numel();
+        }
+        else
+        {
+            input = _channels.Take(new TensorTag(_attempt, step, j, TensorKind.Activation, _previousStage!));
+            if (input.dtype != _slice.Options.DType) input = input.to(_slice.Options.DType);
+        }
+        var labels = _engine.IsLastStage ? _channels.Take(Data(step, j, BatchPart.Labels)) : null;
+        var randomness = new StepRandomness(_spec.Train.Seed, step - 1, j);
+        var result = _engine.Forward(j, input, positions, segments, labels, randomness, lossScale);
+        // The output shares storage with what the engine keeps for the backward and nobody changes it in place, so it
+        // can be handed over as it is.
+        if (result.Output is { } output) _channels.Send(_nextStage!, Tag(step, j, TensorKind.Activation), output);
+        return result;
+    }
+
+    void Backward(long step, int j)
+    {
+        var gradOutput = _engine.IsLastStage ? null : _channels.Take(new TensorTag(_attempt, step, j, TensorKind.Gradient, _nextStage!));
+        var inputGradient = _engine.Backward(j, gradOutput);
+        _optimizer.AccumulateGradients();
+        if (inputGradient is not null) _channels.Send(_previousStage!, Tag(step, j, TensorKind.Gradient), inputGradient);
+    }
+
+    /// <summary>
+    /// Sums the trainable gradients over the data-parallel replicas of this (stage, rank), all in one flat fp32 buffer
+    /// (one collective per step, not one per tensor). Every replica ends with the same bits.
+    /// </summary>
+    void AllReduceGradients(long step)
+    {
+        if (_spec.Parallel.Data == 1) return;
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var parameters = _optimizer.Parameters;
+        var flat = cat(parameters.Select(x => (x.Parameter.grad ?? zeros_like(x.Parameter)).reshape(-1)).ToList(), 0).contiguous();
+        _dataParallel.AllReduceSumInPlace(flat, Key(step, 0));
+        long offset = 0;
+        foreach (var (_, parameter) in parameters)
+        {
+            long n = parameter.numel();
+            var reduced = flat.narrow(0, offset, n).view(parameter.shape);
+            if (parameter.grad is { } grad) grad.copy_(reduced);
+            else parameter.grad = reduced.clone().DetachFromDisposeScope();
+            offset += n;
+        }
+    }
+
+    /// <summary>Drops whatever an interrupted step left: micro-batches in flight and partial gradients.</summary>
+    public void DropStep()
+    {
+        _engine.DiscardAll();
+        _optimizer.ZeroGrad();
+    }
+
+    /// <summary>Writes this worker's checkpoint shard (trainable values and AdamW moments under canonical names).</summary>
+    public IReadOnlyList<CheckpointFile> WriteShard(string temporaryFolder) =>
+        WorkerCheckpoint.Write(temporaryFolder, _id.ShardName(), _optimizer);
+
+    TensorTag Tag(long step, int microBatch, TensorKind kind) => new(_attempt, step, microBatch, kind, _channels.Self);
+
+    TensorTag Data(long step, int microBatch, BatchPart part) => BatchTags.For(_attempt, step, microBatch, part, _id.RunId, _id.Data);
+
+    CollectiveKey Key(long step, long sequence) => new(_attempt, step, sequence);
+
+    public void Dispose()
+    {
+        _engine.Dispose();
+        _optimizer.Dispose();
+        _slice.Dispose();
+    }
+}
