@@ -41,10 +41,16 @@ public sealed class RunClient(ActorSystem system, IActorRef coordinators)
     public Task<RunStatus> StatusAsync(string runId, CancellationToken cancellationToken = default) =>
         coordinators.Ask<RunStatus>(new GetRunStatus(runId), AskTimeout, cancellationToken);
 
-    /// <summary>Stops a run that has not finished (what Ctrl+C in `rt finetune` should do); false when it had already finished.</summary>
-    public async Task<bool> StopAsync(string runId, string reason, CancellationToken cancellationToken = default)
+    /// <summary>
+    /// Stops a run that has not finished; false when it had already finished. With <paramref name="checkpoint"/> (what
+    /// Ctrl+C in `rt finetune` does) the step in flight finishes and is checkpointed before the run is recorded as
+    /// stopped (<see cref="StopRun.Checkpoint"/>): the stop is then under way when this returns, and
+    /// <see cref="WaitAsync"/> tells when it has happened. Without it the run stops at once, at its last committed
+    /// checkpoint.
+    /// </summary>
+    public async Task<bool> StopAsync(string runId, string reason, bool checkpoint = false, CancellationToken cancellationToken = default)
     {
-        var reply = await coordinators.Ask<IRunReply>(new StopRun(runId, reason), AskTimeout, cancellationToken);
+        var reply = await coordinators.Ask<IRunReply>(new StopRun(runId, reason, checkpoint), AskTimeout, cancellationToken);
         return reply is RunCommandAccepted;
     }
 
@@ -90,9 +96,9 @@ public sealed class RunClient(ActorSystem system, IActorRef coordinators)
     }
 
     /// <summary>
-    /// Submits and follows a run to its end: the `rt finetune` path. Cancelling (Ctrl+C) stops the run (StopRun) and
-    /// waits for the coordinator to record it, so the journal says what happened; a later submission with
-    /// <c>resumeFrom: "latest"</c> continues from the last checkpoint.
+    /// Submits and follows a run to its end. Cancelling (Ctrl+C) stops the run keeping its work (the step in flight
+    /// finishes and is checkpointed, then StopRun is recorded) and waits for the coordinator to record it, so the
+    /// journal says what happened; a later submission with <c>resumeFrom: "latest"</c> continues from that checkpoint.
     /// </summary>
     public async Task<RunStatus> RunAsync(RunSpec spec, string? runId = null, string? resumeFrom = null, Action<IRunProgress>? onProgress = null,
         CancellationToken cancellationToken = default)
@@ -104,7 +110,7 @@ public sealed class RunClient(ActorSystem system, IActorRef coordinators)
         }
         catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
         {
-            await StopAsync(id, "stopped by the user");
+            await StopAsync(id, "stopped by the user", checkpoint: true);
             return await WaitAsync(id, onProgress, CancellationToken.None);
         }
     }

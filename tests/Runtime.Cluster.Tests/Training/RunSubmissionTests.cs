@@ -74,23 +74,26 @@ public sealed class RunSubmissionTests(TrainingCluster cluster)
     }
 
     [Fact]
-    public async Task Cancelling_a_run_stops_it_and_frees_its_slots_and_a_new_run_resumes_the_latest_checkpoint()
+    public async Task Cancelling_a_run_checkpoints_its_last_step_stops_it_frees_its_slots_and_a_new_run_resumes_there()
     {
-        // What Ctrl+C and `--resume` in `rt finetune` do: the cancelled run is recorded as stopped, its workers go.
-        var spec = cluster.Run.Spec("interrupted", data: 2, pipeline: 2, more: ["train.max-steps=40", "checkpoint.every-steps=2"]);
+        // What Ctrl+C and `--resume` in `rt finetune` do: the step in flight finishes and is checkpointed (off the
+        // every-10-steps schedule), the run is recorded as stopped, its workers go.
+        var spec = cluster.Run.Spec("interrupted", data: 2, pipeline: 2, more: ["train.max-steps=40", "checkpoint.every-steps=10"]);
         using var cancel = new CancellationTokenSource();
-        var status = await cluster.Client.RunAsync(spec, onProgress: p => { if (p is CheckpointSaved { Step: 2 }) cancel.Cancel(); },
+        var status = await cluster.Client.RunAsync(spec, onProgress: p => { if (p is StepProgress { Step: 3 }) cancel.Cancel(); },
             cancellationToken: cancel.Token).WaitAsync(TimeSpan.FromSeconds(120));
         Assert.Equal(RunPhase.Stopped, status.Phase);
-        Assert.True(status.LastStep < 40, $"the run went on to step {status.LastStep}");
-        long committed = status.LastCheckpoint!.Step;
+        Assert.True(status.LastStep is >= 3 and < 10, $"the run went on to step {status.LastStep}");
+        Assert.Equal(status.LastStep, status.LastCheckpoint!.Step);
+        Assert.Equal(status.LastStep, Assert.Single(cluster.Progress.Of<CheckpointSaved>("interrupted")).Step);
+        Assert.Equal(RunPhase.Stopped, cluster.Progress.Of<RunFinished>("interrupted").Single().Phase);
 
-        // All four slots are free again: a run of four workers resumes from the newest checkpoint and finishes.
+        // All four slots are free again: a run of four workers resumes from that checkpoint and finishes.
         var resumed = cluster.Run.Spec("interrupted-resumed", data: 2, pipeline: 2, more: ["train.max-steps=40", "checkpoint.every-steps=20", $"output={spec.Output}"]);
         var done = await cluster.Train(resumed, resumeFrom: "latest");
         Assert.Equal(40, done.LastStep);
         var started = Assert.Single(cluster.Progress.Of<TrainingStarted>("interrupted-resumed"));
-        Assert.True(started.ResumeStep >= committed, $"resumed after step {started.ResumeStep}; step {committed} was committed");
+        Assert.Equal(status.LastStep, started.ResumeStep);
     }
 
     sealed class ToleranceComparer(double tolerance) : IEqualityComparer<double>
