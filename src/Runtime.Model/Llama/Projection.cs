@@ -152,11 +152,18 @@ public sealed class Projection : nn.Module<Tensor, Tensor>
     /// torch's dropout (<c>x * bernoulli(1 - p) / (1 - p)</c>) with the mask drawn from this module's own counter-based
     /// stream, on the CPU so every device and every recompute of the same micro-batch sees the same mask.
     /// </summary>
+    /// <remarks>
+    /// The mask is drawn as booleans (the same draws as a float mask) and applied as <c>(x * mask) * (1 / (1 - p))</c>,
+    /// the scale in the input's dtype as torch's dropout computes it: the values are bitwise those of multiplying by a
+    /// float mask of 0 and 1 / (1 - p), but autograd keeps the 1-byte mask for the backward rather than a float copy (the
+    /// planner counts 1 byte, as PyTorch's fused dropout keeps).
+    /// </remarks>
     Tensor Dropout(Tensor x, StepRandomness randomness)
     {
         var keep = 1 - LoraDropout;
+        float scale = 1f / (float)keep;
         using var generator = randomness.GeneratorFor(DropoutStream);
-        var noise = empty(x.shape, x.dtype).bernoulli_(keep, generator).div_(keep);
-        return x * noise.to(x.device);
+        var mask = empty(x.shape, ScalarType.Bool).bernoulli_(keep, generator);
+        return x.mul(mask.to(x.device)).mul_(scale);
     }
 }
