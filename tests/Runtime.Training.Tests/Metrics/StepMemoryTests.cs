@@ -10,7 +10,7 @@ using static TorchSharp.torch;
 namespace Runtime.Training.Tests.Metrics;
 
 /// <summary>The memory a training step reports: the allocator reading itself, and the per-category bytes in the metrics logs.</summary>
-[Collection(TorchTrainingCollection.Name)]
+[Collection(MemoryMeasurementCollection.Name)]
 public sealed class StepMemoryTests : IDisposable
 {
     readonly DataTempFolder _temp = new();
