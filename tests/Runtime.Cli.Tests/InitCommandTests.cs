@@ -44,6 +44,25 @@ public sealed class InitCommandTests
     }
 
     [Fact]
+    public void Init_std_sets_the_spread_of_embeddings_and_projections_but_not_of_norms()
+    {
+        using var dir = new ScratchFolder();
+        Assert.Equal(0, Rt.Invoke("init", "--preset", "tiny", "--out", dir["m"], "--init-std", "0.3").Exit);
+        using var folder = new HfModelFolder(dir["m"]);
+        using var embedding = folder.Load("model.embed_tokens.weight");
+        using var gate = folder.Load("model.layers.2.mlp.gate_proj.weight");
+        using var norm = folder.Load("model.norm.weight");
+        Assert.InRange(embedding.std().item<float>(), 0.299f, 0.301f); // 8.2M draws
+        Assert.InRange(gate.std().item<float>(), 0.29f, 0.31f);
+        Assert.True(norm.eq(1).all().item<bool>());
+
+        var bad = Rt.Invoke("init", "--preset", "tiny", "--out", dir["bad"], "--init-std", "0");
+        Assert.Equal(1, bad.Exit);
+        Assert.Contains("--init-std must be a positive number", bad.Err);
+        Assert.False(Directory.Exists(dir["bad"]));
+    }
+
+    [Fact]
     public void Bf16_init_stores_bf16_tensors_and_says_so_in_config()
     {
         using var dir = new ScratchFolder();

@@ -27,9 +27,14 @@ public static class InitCommand
         var dtype = new Option<string>("--dtype") { Description = "fp32 | bf16: dtype of the stored weights", DefaultValueFactory = _ => "fp32" };
         dtype.AcceptOnlyFromAmong("fp32", "bf16");
         var tokenizer = new Option<string?>("--tokenizer") { Description = "tokenizer.json (or a folder / tiktoken tokenizer.model) to copy into the model" };
+        var initStd = new Option<double>("--init-std")
+        {
+            Description = "Standard deviation of the embedding and projection weights (transformers' initializer_range, 0.02)",
+            DefaultValueFactory = _ => LlamaInitializer.DefaultStd,
+        };
 
         var command = new Command("init", "Write a randomly initialised Llama model in Hugging Face format");
-        foreach (var o in new Option[] { preset, output, seed, dtype, tokenizer }) command.Options.Add(o);
+        foreach (var o in new Option[] { preset, output, seed, dtype, tokenizer, initStd }) command.Options.Add(o);
         CommandAction.Set(command, (parse, stdout) =>
         {
             var folder = parse.GetValue(output)!;
@@ -46,8 +51,11 @@ public static class InitCommand
             var tokenizerPath = parse.GetValue(tokenizer);
             if (tokenizerPath is not null) Llama3Tokenizer.Load(tokenizerPath);
 
+            var std = parse.GetValue(initStd);
+            if (!(std > 0) || double.IsInfinity(std)) throw new UsageException($"--init-std must be a positive number (got {std})");
+
             Directory.CreateDirectory(folder);
-            var init = new LlamaInitializer(parse.GetValue(seed));
+            var init = new LlamaInitializer(parse.GetValue(seed), std);
             var entries = LlamaTensorNames.All(config)
                 .Select(t => new TensorEntry(t.Name, scalarType, t.Shape, () => init.Create(t.Name, t.Shape, scalarType)))
                 .ToList();
