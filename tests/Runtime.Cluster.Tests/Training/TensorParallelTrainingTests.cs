@@ -1,4 +1,6 @@
+using Akka.Actor;
 using Runtime.Cluster.Driving;
+using Runtime.Cluster.Runs;
 using Runtime.Training.Checkpoints;
 using Xunit.Abstractions;
 
@@ -19,7 +21,9 @@ namespace Runtime.Cluster.Tests.Training;
 /// adapter's values reaching 0.196): after 1 step 3.0e-4 (3.0e-6 absolute, one element of layer 2's up_proj lora_B),
 /// after 6 steps 7.9e-5 to 8.7e-5 (2.7e-6 to 3.6e-6 absolute) for every layout below, where data-parallel layouts
 /// measure 4e-6 (6.9e-8 absolute after 1 step). Asserted: 2e-4 relative and 1e-5 absolute. Without the tensor-parallel
-/// gradient reduction, or with a replicated tensor counted twice in the norm, the differences are orders larger.
+/// reduction of partial gradients the adapter differs by 1.9 (measured); replicated tensors counted on every rank show
+/// in the gradient norms (0.69 instead of 0.58 at step 1; clipping at 1.0 does not act on this run, so the norms are
+/// compared directly in the checkpoint test).
 /// </para>
 /// </summary>
 [Collection(TensorParallelClusterCollection.Name)]
@@ -120,6 +124,32 @@ public sealed class TensorParallelTrainingTests(TensorParallelCluster cluster, I
                              $"{details[1].Workers.Single(w => w.Worker == worker).LiveTensors}, {string.Join(" ", counts.Distinct())}");
             Assert.All(counts, c => Assert.Equal(counts[0], c));
         }
+    }
+
+    [Fact]
+    public async Task A_lost_tensor_parallel_rank_costs_an_attempt_and_the_run_ends_with_the_uninterrupted_adapter()
+    {
+        // Rank 1 of the stage stops; rank 0 is then blocked in one of the layers' all-reduces (forward or backward)
+        // until the driver aborts the attempt: its wait fails inside the model, and the step is dropped, not the process.
+        string[] longer = ["parallel.tensor=2", "train.max-steps=24", "checkpoint.every-steps=4"];
+        var uninterrupted = cluster.Run.Spec("tp-fail-reference", longer);
+        await cluster.Train(uninterrupted);
+
+        var spec = cluster.Run.Spec("tp-fail-lost-rank", longer);
+        var id = await cluster.Client.SubmitAsync(spec);
+        await Support.TestNodes.Eventually(() => cluster.Progress.Of<CheckpointSaved>(id).Any(c => c.Step == 4), "checkpoint 4", 60);
+        (await cluster.TrainerOf(new Runtime.Cluster.Sharding.WorkerId(id, 0, 0, 1))).Tell(PoisonPill.Instance);
+
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+        var status = await cluster.Client.WaitAsync(id, cancellationToken: timeout.Token);
+        Assert.True(status.Phase == RunPhase.Completed, $"ended {status.Phase}: {status.Reason}");
+        Assert.Equal(2, status.Attempt);
+        Assert.Contains("0.0.1", Assert.Single(cluster.Progress.Of<AttemptAborted>(id)).Reason);
+        var restart = cluster.Progress.Of<TrainingStarted>(id).Last();
+        output.WriteLine($"attempt 2 resumed after step {restart.ResumeStep}");
+        Assert.Equal(0, MicroRun.RelativeDifference(
+            MicroRun.Adapter(Path.Combine(uninterrupted.Output, RunOutputs.AdapterFolder)),
+            MicroRun.Adapter(Path.Combine(spec.Output, RunOutputs.AdapterFolder))));
     }
 
     static double MaxAbsoluteDifference(IReadOnlyDictionary<string, double[]> expected, IReadOnlyDictionary<string, double[]> actual) =>

@@ -82,6 +82,14 @@ public class TrainingCluster : IAsyncLifetime
         return status;
     }
 
+    /// <summary>A worker entity's trainer child on this node, found by its sharding path (ids are URL-encoded in paths).</summary>
+    public async Task<IActorRef> TrainerOf(Runtime.Cluster.Sharding.WorkerId worker)
+    {
+        var name = Uri.EscapeDataString(worker.ToString());
+        var selection = Node.System.ActorSelection($"/system/sharding/{Runtime.Cluster.Workers.RunWorkers.TypeName}/{name}/{name}/trainer");
+        return await selection.ResolveOne(TimeSpan.FromSeconds(5));
+    }
+
     /// <summary>The yardstick: the whole model in one <see cref="TrainingLoop"/>, set up by hand from the micro spec's values.</summary>
     public static Dictionary<string, double[]> TrainingLoopAdapter(MicroRun run, int steps)
     {
