@@ -14,6 +14,7 @@ public static class RtCommand
         root.Subcommands.Add(Commands.MergeCommand.Create());
         root.Subcommands.Add(Commands.QuantizeCommand.Create());
         root.Subcommands.Add(Commands.PlanCommand.Create());
+        root.Subcommands.Add(Commands.ExportCommand.Create());
         root.Subcommands.Add(Commands.NodeCommand.Create());
         root.Subcommands.Add(Commands.FinetuneCommand.Create());
         return root;

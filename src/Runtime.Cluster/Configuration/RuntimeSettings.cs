@@ -29,7 +29,7 @@ public sealed record RuntimeSettings(
 
 /// <param name="Slots">Explicit slot count, or null for auto (GPUs, else CPU cores / <paramref name="CoresPerCpuSlot"/>).</param>
 /// <param name="DataDir">Absolute: relative settings are resolved against the working directory.</param>
-public sealed record NodeSettings(int? Slots, int CoresPerCpuSlot, string DataDir)
+public sealed record NodeSettings(int? Slots, int CoresPerCpuSlot, string DataDir, TimeSpan JournalStartTimeout)
 {
     public static NodeSettings From(Config config)
     {
@@ -38,7 +38,9 @@ public sealed record NodeSettings(int? Slots, int CoresPerCpuSlot, string DataDi
         return new NodeSettings(
             explicitSlots,
             ConfigValues.Int(config, "runtime.node.cores-per-cpu-slot", min: 1),
-            Path.GetFullPath(ConfigValues.String(config, "runtime.node.data-dir")));
+            Path.GetFullPath(ConfigValues.String(config, "runtime.node.data-dir")),
+            ConfigValues.DurationOrOff(config, "runtime.node.journal-start-timeout")
+                ?? throw new HoconException("runtime.node.journal-start-timeout must be a duration (a node checks its journal at start)"));
     }
 
     /// <summary>"auto" is handled by the caller; this reads N >= 0 and names <paramref name="key"/> otherwise.</summary>

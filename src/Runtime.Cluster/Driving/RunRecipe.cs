@@ -83,10 +83,19 @@ public static class RunRecipe
             Schedule = p.Schedule,
             Gpu = GpuCatalog.Get("h100-80"),
             Tp = p.Tensor, Pp = p.Pipeline, Dp = p.Data,
+            VocabularyParallel = p.VocabParallel && p.Tensor > 1,
         };
         var plan = MemoryPlanner.PlanLayout(request, new ParallelLayout(p.Tensor, p.Pipeline, p.Data));
         return PipelineSplit.Slices(plan.Stages.Select(s => s.Layers).ToArray());
     }
+
+    /// <summary>
+    /// What worker (d, p, t) holds: its stage's layers (<paramref name="stage"/>, one of <see cref="Stages"/>), as
+    /// tensor-parallel shard <paramref name="tensorRank"/> of run.parallel.tensor, the vocabulary split too with
+    /// run.parallel.vocab-parallel. Without tensor parallelism, the stage as it is.
+    /// </summary>
+    public static LlamaSliceSpec WorkerSlice(RunSpec spec, LlamaSliceSpec stage, int tensorRank) =>
+        spec.Parallel.Tensor == 1 ? stage : stage.WithTensorParallel(tensorRank, spec.Parallel.Tensor, spec.Parallel.VocabParallel);
 
     /// <summary>
     /// SHA-256 of what decides the numbers a run trains to (model, method, adapters, data, training settings), not of

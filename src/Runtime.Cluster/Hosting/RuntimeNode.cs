@@ -78,6 +78,7 @@ public sealed class RuntimeNode : IAsyncDisposable
         try
         {
             var node = new RuntimeNode(system, config);
+            await JournalProbe.EnsureReadyAsync(system, config.Settings.Node.JournalStartTimeout);
             if (node.Cluster.Settings.SeedNodes.Count == 0) node.Cluster.Join(node.Cluster.SelfAddress);
             var setup = new RunCoordinatorSetup(
                 config.Settings.RunCoordinator, new ClusterSlotInventory(system, config.Settings.Sharding.WorkerRole), options.RunDriver);

@@ -57,7 +57,12 @@ public sealed record TrainSpec(
     long Seed);
 
 /// <summary>Data-parallel replicas x pipeline stages x tensor-parallel ranks; one worker (and slot) each.</summary>
-public sealed record ParallelSpec(int Data, int Pipeline, int Tensor, PipelineSchedule Schedule)
+/// <param name="VocabParallel">
+/// With <see cref="Tensor"/> &gt; 1, split the embedding, the LM head and the loss by vocabulary rows as well
+/// (Megatron's vocab-parallel layout); otherwise both tables are whole on every tensor-parallel rank. Nothing with
+/// tensor = 1.
+/// </param>
+public sealed record ParallelSpec(int Data, int Pipeline, int Tensor, PipelineSchedule Schedule, bool VocabParallel = false)
 {
     public int Workers => Data * Pipeline * Tensor;
 }

@@ -40,7 +40,7 @@ public static class RunSpecHocon
             $"grad-checkpointing = {OnOff(t.GradCheckpointing)}",
             $"seed = {t.Seed.ToString(CultureInfo.InvariantCulture)}") + " }");
         var p = spec.Parallel;
-        Line(b, "parallel", $"{{ data = {p.Data}, pipeline = {p.Pipeline}, tensor = {p.Tensor}, schedule = {PlanNames.Schedule(p.Schedule)} }}");
+        Line(b, "parallel", $"{{ data = {p.Data}, pipeline = {p.Pipeline}, tensor = {p.Tensor}, schedule = {PlanNames.Schedule(p.Schedule)}, vocab-parallel = {OnOff(p.VocabParallel)} }}");
         Line(b, "checkpoint", $"{{ every-steps = {spec.Checkpoint.EverySteps}, keep = {spec.Checkpoint.Keep} }}");
         Line(b, "log", $"{{ every-steps = {spec.Log.EverySteps}, tensorboard = {OnOff(spec.Log.Tensorboard)} }}");
         Line(b, "output", Q(spec.Output));

@@ -125,7 +125,8 @@ public static class RunSpecParser
             r.Int("run.parallel.data", min: 1),
             r.Int("run.parallel.pipeline", min: 1),
             r.Int("run.parallel.tensor", min: 1),
-            r.Choice("run.parallel.schedule", PipelineSchedules));
+            r.Choice("run.parallel.schedule", PipelineSchedules),
+            r.Bool("run.parallel.vocab-parallel"));
         var checkpoint = new CheckpointSpec(r.Int("run.checkpoint.every-steps", min: 1), r.Int("run.checkpoint.keep", min: 1));
         var log = new LogSpec(r.Int("run.log.every-steps", min: 1), r.Bool("run.log.tensorboard"));
         var output = r.Text("run.output");

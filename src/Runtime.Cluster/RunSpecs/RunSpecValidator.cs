@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Runtime.Model.Config;
+using Runtime.Model.TensorParallel;
 using Runtime.Training.Planning;
 
 namespace Runtime.Cluster.RunSpecs;
@@ -12,25 +13,17 @@ namespace Runtime.Cluster.RunSpecs;
 /// </summary>
 public static class RunSpecValidator
 {
-    /// <summary>
-    /// Whether this build can train tensor-parallel: it needs the model's tensor-parallel slices and the workers'
-    /// tensor-parallel group, which are not wired together yet. Until they are, run.parallel.tensor > 1 is refused.
-    /// </summary>
-    public const bool TensorParallelSupported = false;
-
     /// <summary>Throws <see cref="RunSpecException"/> naming every problem; returns the model's config when all is well.</summary>
-    public static LlamaConfig Validate(RunSpec spec, int availableSlots, string? source = null, bool tensorParallel = TensorParallelSupported)
+    public static LlamaConfig Validate(RunSpec spec, int availableSlots, string? source = null)
     {
-        var problems = Problems(spec, availableSlots, tensorParallel, out var model);
+        var problems = Problems(spec, availableSlots, out var model);
         if (problems.Count > 0) throw new RunSpecException(source ?? spec.Name, problems);
         return model!;
     }
 
-    /// <param name="tensorParallel">Whether tensor parallelism is available (tests of the layout rules pass true).</param>
-    public static IReadOnlyList<SpecProblem> Problems(RunSpec spec, int availableSlots, bool tensorParallel = TensorParallelSupported) =>
-        Problems(spec, availableSlots, tensorParallel, out _);
+    public static IReadOnlyList<SpecProblem> Problems(RunSpec spec, int availableSlots) => Problems(spec, availableSlots, out _);
 
-    static IReadOnlyList<SpecProblem> Problems(RunSpec spec, int availableSlots, bool tensorParallel, out LlamaConfig? model)
+    static IReadOnlyList<SpecProblem> Problems(RunSpec spec, int availableSlots, out LlamaConfig? model)
     {
         var problems = new List<SpecProblem>();
         void Add(string key, string message) => problems.Add(new SpecProblem(key, message));
@@ -43,23 +36,12 @@ public static class RunSpecValidator
                 : $"run.data.path: {spec.Data.Path} does not exist");
 
         var p = spec.Parallel;
-        if (p.Tensor > 1 && !tensorParallel)
-            Add("run.parallel.tensor",
-                $"run.parallel.tensor = {p.Tensor}: tensor parallelism is not supported yet (the model cannot be split by tensor-parallel rank in this build); use tensor = 1 and more data-parallel replicas or pipeline stages");
         if (model is not null)
         {
             if (p.Pipeline > model.NumHiddenLayers)
                 Add("run.parallel.pipeline",
                     $"run.parallel.pipeline = {p.Pipeline} exceeds the model's {model.NumHiddenLayers} layers (num_hidden_layers); every stage needs a layer");
-            foreach (var (name, size) in new[]
-                     {
-                         ("num_attention_heads", model.NumAttentionHeads),
-                         ("num_key_value_heads", model.NumKeyValueHeads),
-                         ("intermediate_size", model.IntermediateSize),
-                     })
-                if (size % p.Tensor != 0)
-                    Add("run.parallel.tensor",
-                        $"run.parallel.tensor = {p.Tensor} does not divide the model's {name} ({size}); tensor-parallel ranks split it evenly");
+            CheckTensorParallel(p, model, Add);
             if (spec.Method == FineTuneMethod.Full && p.Pipeline > 1 && model.TieWordEmbeddings)
                 Add("run.parallel.pipeline",
                     $"run.parallel.pipeline = {p.Pipeline} with method = full: the model ties its embedding and LM head (tie_word_embeddings), which would then live on two stages whose gradients must be summed; that is not supported yet; use pipeline = 1 or a LoRA method");
@@ -69,6 +51,36 @@ public static class RunSpecValidator
             Add("run.parallel",
                 $"run.parallel: data {p.Data} x pipeline {p.Pipeline} x tensor {p.Tensor} = {p.Workers} workers need {p.Workers} slots; {availableSlots} available");
         return problems;
+    }
+
+    /// <summary>
+    /// The model's own rule for a tensor-parallel split (<see cref="TensorParallelShard.Validate"/>: the size must divide
+    /// the attention heads, the key/value heads and the MLP width), reported under run.parallel.tensor; the vocabulary
+    /// split's extra rule (the size divides vocab_size) under run.parallel.vocab-parallel, since turning that off fixes it.
+    /// </summary>
+    static void CheckTensorParallel(ParallelSpec p, LlamaConfig model, Action<string, string> add)
+    {
+        if (p.Tensor == 1) return;
+        if (Refusal(new TensorParallelShard(0, p.Tensor), model) is { } split)
+        {
+            add("run.parallel.tensor", $"run.parallel.tensor = {p.Tensor}: {split}");
+            return;
+        }
+        if (p.VocabParallel && Refusal(new TensorParallelShard(0, p.Tensor) { VocabularyParallel = true }, model) is { } vocabulary)
+            add("run.parallel.vocab-parallel", $"run.parallel.vocab-parallel = on with tensor = {p.Tensor}: {vocabulary}; use vocab-parallel = off");
+    }
+
+    static string? Refusal(TensorParallelShard shard, LlamaConfig model)
+    {
+        try
+        {
+            shard.Validate(model);
+            return null;
+        }
+        catch (ArgumentException e)
+        {
+            return e.Message;
+        }
     }
 
     static LlamaConfig? CheckModel(RunSpec spec, Action<string, string> add)

@@ -205,13 +205,20 @@ public sealed class Projection : nn.Module<Tensor, Tensor>
     /// row-parallel part sees only its columns of the input: it draws the full input's mask, as the unsplit model does,
     /// and keeps its own columns, so tensor parallelism changes no draw.
     /// </summary>
+    /// <remarks>
+    /// The mask is drawn as booleans (the same draws as a float mask) and applied as <c>(x * mask) * (1 / (1 - p))</c>,
+    /// the scale in the input's dtype as torch's dropout computes it: the values are bitwise those of multiplying by a
+    /// float mask of 0 and 1 / (1 - p), but autograd keeps the 1-byte mask for the backward rather than a float copy (the
+    /// planner counts 1 byte, as PyTorch's fused dropout keeps).
+    /// </remarks>
     Tensor Dropout(Tensor x, StepRandomness randomness)
     {
         var keep = 1 - LoraDropout;
+        float scale = 1f / (float)keep;
         using var generator = randomness.GeneratorFor(DropoutStream);
         long[] shape = [.. x.shape[..^1], FullInFeatures];
-        var noise = empty(shape, x.dtype).bernoulli_(keep, generator).div_(keep);
-        if (LoraASlice is { } columns) noise = noise.narrow(-1, columns.Start, columns.Length);
-        return x * noise.to(x.device);
+        var mask = empty(shape, ScalarType.Bool).bernoulli_(keep, generator);
+        if (LoraASlice is { } columns) mask = mask.narrow(-1, columns.Start, columns.Length);
+        return x.mul(mask.to(x.device)).mul_(scale);
     }
 }

@@ -42,6 +42,25 @@ public sealed class CheckpointCommitter
     }
 
     /// <summary>
+    /// Writes a run-level file (not a worker's shard: e.g. the adapter_config.json or config.json of
+    /// <see cref="CheckpointModel"/>) into step <paramref name="step"/>'s temporary folder, atomically and flushed, and
+    /// returns its description, to be committed with the shards' (the manifest lists it with its hash).
+    /// </summary>
+    public CheckpointFile WriteFile(long step, string name, byte[] bytes)
+    {
+        ArgumentNullException.ThrowIfNull(bytes);
+        if (name != Path.GetFileName(name) || name is "" or "." or ".." or CheckpointFolders.ManifestFile or CheckpointFolders.StateFile
+            || name.EndsWith(CheckpointFolders.ShardExtension, StringComparison.Ordinal))
+            throw new ArgumentException($"'{name}' cannot be a run file of a checkpoint (a plain name, not a shard, the manifest or state.json)", nameof(name));
+        var temporary = CheckpointFolders.TemporaryPathOf(OutputFolder, step);
+        if (!Directory.Exists(temporary))
+            throw new CheckpointException($"{temporary}: no temporary checkpoint folder to write '{name}' into (Begin({step}) was not called)");
+        var path = Path.Combine(temporary, name);
+        AtomicFile.Write(path, stream => stream.Write(bytes));
+        return CheckpointFile.Of(path);
+    }
+
+    /// <summary>
     /// Commits step <paramref name="step"/> from the shard files the workers reported (their names, hashes and sizes).
     /// Every reported file must be in the temporary folder with its reported size; files nobody reported (leftovers of
     /// an interrupted write) are removed. Returns the committed folder.
@@ -59,6 +78,9 @@ public sealed class CheckpointCommitter
 
         var files = shardFiles.ToList();
         CheckReported(temporary, files);
+        if (state.Model is { } model && !files.Any(f => f.Name == model.DescriptionFile))
+            throw new CheckpointException(
+                $"{temporary}: cannot commit: the state describes a {CheckpointModelState.MethodName(model.Method)} run but '{model.DescriptionFile}' was not written (CheckpointModel.Files)");
         RemoveUnreported(temporary, files);
 
         var statePath = Path.Combine(temporary, CheckpointFolders.StateFile);

@@ -55,6 +55,9 @@ public sealed class CheckpointReader : ITensorSource
         var state = CheckpointState.Read(statePath);
         if (state.Step != manifest.Step)
             throw new CheckpointException($"{statePath}: step {state.Step} differs from the manifest's {manifest.Step}");
+        if (state.Model is { } model && !manifest.Files.Any(f => f.Name == model.DescriptionFile))
+            throw new CheckpointException(
+                $"{manifestPath}: state.json describes a {CheckpointModelState.MethodName(model.Method)} run but the manifest lists no {model.DescriptionFile}");
 
         var reader = new CheckpointReader(folder, manifest, state);
         try
@@ -104,6 +107,13 @@ public sealed class CheckpointReader : ITensorSource
         if (problems.Count > 0)
             throw new CheckpointException($"{folder}: checkpoint of step {manifest.Step} failed verification: {string.Join("; ", problems)}");
     }
+
+    /// <summary>
+    /// The path of a verified non-tensor file of the checkpoint (state.json, adapter_config.json, config.json), or null
+    /// when the manifest does not list it.
+    /// </summary>
+    public string? FilePath(string name) =>
+        Manifest.Files.Any(f => f.Name == name) ? Path.Combine(Location, name) : null;
 
     /// <summary>Canonical names of the trainable tensors.</summary>
     public IReadOnlyCollection<string> Names => _trainable.Names;

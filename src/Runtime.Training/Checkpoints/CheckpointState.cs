@@ -45,6 +45,9 @@ public sealed record CheckpointState
     /// <summary>SHA-256 of the run specification, so a resume can tell it continues the same run.</summary>
     public string? RunSpecSha256 { get; init; }
 
+    /// <summary>What the run trains and on which base (see <see cref="CheckpointModel"/>); what an export needs.</summary>
+    public CheckpointModelState? Model { get; init; }
+
     public byte[] ToJson()
     {
         using var buffer = new MemoryStream();
@@ -83,6 +86,13 @@ public sealed record CheckpointState
                 json.WriteNumber("gradient_accumulation", l.GradientAccumulation);
                 json.WriteEndObject();
             }
+            if (Model is { } m)
+            {
+                json.WriteStartObject("model");
+                json.WriteString("method", CheckpointModelState.MethodName(m.Method));
+                if (m.BaseModel is not null) json.WriteString("base_model", m.BaseModel);
+                json.WriteEndObject();
+            }
             if (RunSpecSha256 is not null) json.WriteString("run_spec_sha256", RunSpecSha256);
             json.WriteEndObject();
         }
@@ -97,6 +107,7 @@ public sealed record CheckpointState
         var rng = root.Object("rng");
         var schedule = root.OptionalObject("schedule");
         var layout = root.OptionalObject("layout");
+        var model = root.OptionalObject("model");
         return new CheckpointState
         {
             Step = root.Long("step"),
@@ -111,6 +122,9 @@ public sealed record CheckpointState
                     (int)l.Long("micro_batch_size"), (int)l.Long("gradient_accumulation"))
                 : null,
             RunSpecSha256 = root.OptionalString("run_spec_sha256"),
+            Model = model is { } m
+                ? new CheckpointModelState(CheckpointModelState.ParseMethod(m.String("method"), file), m.OptionalString("base_model"))
+                : null,
         };
     }
 

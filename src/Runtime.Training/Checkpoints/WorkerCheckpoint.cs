@@ -7,23 +7,31 @@ namespace Runtime.Training.Checkpoints;
 /// A worker's share of a checkpoint: what its <see cref="OptimizerStep"/> trains (fp32 values: the masters of bf16
 /// weights) and AdamW's moments, each under its canonical name with the placement the worker owns; and loading them
 /// back, from a checkpoint written by any layout. The placement maps a canonical name to where this worker's tensor
-/// sits in the full one; by default every tensor is whole (no tensor parallelism).
+/// sits in the full one; by default every tensor is whole (no tensor parallelism). A tensor several workers hold whole
+/// (a replicated tensor of tensor-parallel ranks) must be stored once: the reader refuses a tensor stored whole twice.
 /// </summary>
 public static class WorkerCheckpoint
 {
     /// <summary>Writes the worker's two shard files into the temporary folder and returns their descriptions.</summary>
+    /// <param name="stores">
+    /// Whether this worker stores the trainable tensor of that canonical name and its moments (default: all of them);
+    /// a tensor-parallel rank other than 0 leaves out its copies of replicated tensors, which rank 0 stores.
+    /// </param>
     public static IReadOnlyList<CheckpointFile> Write(string temporaryFolder, string worker, OptimizerStep optimizer,
-        Func<string, TensorPlacement>? placement = null)
+        Func<string, TensorPlacement>? placement = null, Func<string, bool>? stores = null)
     {
         var writer = new CheckpointShardWriter(temporaryFolder, worker);
         TensorPlacement Place(string name, Tensor value) => placement?.Invoke(name) ?? TensorPlacement.Whole(value.shape);
+        bool Stores(string name) => stores?.Invoke(name) ?? true;
 
-        var trainable = optimizer.Parameters.Select(p => new ShardTensor(p.Name, p.Parameter, Place(p.Name, p.Parameter))).ToList();
+        var trainable = optimizer.Parameters.Where(p => Stores(p.Name))
+            .Select(p => new ShardTensor(p.Name, p.Parameter, Place(p.Name, p.Parameter))).ToList();
         var moments = optimizer.ExportOptimizerState();
         try
         {
             var parameterOf = MomentOwners(optimizer);
-            var state = moments.Select(m => new ShardTensor(m.Key, m.Value, Place(parameterOf[m.Key], m.Value))).ToList();
+            var state = moments.Where(m => Stores(parameterOf[m.Key]))
+                .Select(m => new ShardTensor(m.Key, m.Value, Place(parameterOf[m.Key], m.Value))).ToList();
             return writer.Write(trainable, state);
         }
         finally

@@ -71,6 +71,12 @@ public sealed class OptimizerStep : IDisposable
     /// <summary>The fp32 tensors the optimizer updates (masters of bf16 weights, else the weights), by canonical name.</summary>
     public IReadOnlyList<(string Name, Tensor Parameter)> Parameters { get; }
 
+    /// <summary>
+    /// Bytes of the optimizer's own state: AdamW's two moments per parameter and, with bf16 weights, the fp32 masters
+    /// (the planner's "optimizer" category; gradients are counted separately).
+    /// </summary>
+    public long StateBytes => _adamw.StateBytes + (_masters?.Bytes ?? 0);
+
     /// <summary>Whether bf16 weights train through fp32 masters.</summary>
     public bool UsesMasterWeights => _masters is not null;
 

@@ -58,6 +58,13 @@ public sealed class StageEngine : IDisposable
 
     public bool IsLastStage => Slice.Spec.HasHead;
 
+    /// <summary>
+    /// Called on the worker's thread after each part of a backward: the head's (loss, final norm, LM head), each
+    /// recomputed layer's, the embedding's; without recompute, once after the whole graph's. Memory measurement uses
+    /// it to tell the gradients that existed before a part from the bytes the part held (<see cref="Metrics.ActivationMeter"/>).
+    /// </summary>
+    public Action? BackwardPartCompleted { get; set; }
+
     /// <summary>Micro-batches whose forward ran and whose backward has not.</summary>
     public IReadOnlyCollection<long> InFlight => _inFlight.Keys;
 
@@ -217,6 +224,7 @@ public sealed class StageEngine : IDisposable
     Tensor? BackwardThroughGraph(InFlightMicroBatch saved, Tensor? gradOutput)
     {
         RunBackward(saved.Root!, gradOutput);
+        BackwardPartCompleted?.Invoke();
         return saved.InputLeaf is null ? null : InputGradient(saved.InputLeaf);
     }
 
@@ -226,6 +234,7 @@ public sealed class StageEngine : IDisposable
         if (IsLastStage)
         {
             RunBackward(saved.Root!, null);
+            BackwardPartCompleted?.Invoke();
             grad = InputGradient(saved.HeadLeaf!);
         }
 
@@ -236,6 +245,7 @@ public sealed class StageEngine : IDisposable
             var x = layerInputs[i].detach().requires_grad_(true);
             var y = _layers[i].call(x, saved.Context);
             RunBackward(y, grad);
+            BackwardPartCompleted?.Invoke();
             var next = InputGradient(x).MoveToOuterDisposeScope();
             if (!ReferenceEquals(grad, gradOutput)) grad?.Dispose();
             grad = next;
@@ -246,7 +256,11 @@ public sealed class StageEngine : IDisposable
 
         if (IsFirstStage)
         {
-            if (saved.EmbeddingRoot is not null) RunBackward(saved.EmbeddingRoot, grad);
+            if (saved.EmbeddingRoot is not null)
+            {
+                RunBackward(saved.EmbeddingRoot, grad);
+                BackwardPartCompleted?.Invoke();
+            }
             return null;
         }
         // A stage without layers hands the incoming gradient straight back; give the caller a handle of its own.

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Runtime.Model.Llama;
 using Runtime.Training.Checkpoints;
+using Runtime.Training.Data;
 using Runtime.Training.Metrics;
 using static TorchSharp.torch;
 
@@ -84,35 +85,59 @@ public sealed class TrainingLoop : IDisposable
         if (stepTokens == 0)
             throw new InvalidOperationException($"step {step} (positions {plan.StartPosition}..{plan.EndPosition - 1}) has no labelled tokens");
 
-        double lossSum = 0;
-        long counted = 0, inputTokens = 0;
-        foreach (var microBatch in _data.ReplicaMicroBatches(plan, 0))
-        {
-            using (microBatch)
-            {
-                var result = Engine.Forward(microBatch.Index, microBatch.InputIds, microBatch.Positions, microBatch.SegmentIds,
-                    microBatch.Labels, new StepRandomness(_options.Seed, step, microBatch.Index), 1.0 / stepTokens);
-                Engine.Backward(microBatch.Index);
-                Optimizer.AccumulateGradients();
-                lossSum += result.LossSum;
-                counted += result.LabelledTokens;
-                inputTokens += microBatch.InputIds.numel();
-            }
-        }
+        using var meter = _options.MeasureMemory && NativeHeap.IsAvailable
+            ? new ActivationMeter(() => MemoryAccounting.GradientBytes(Engine, Optimizer), _options.WatchActivationPeak)
+            : null;
+        var (lossSum, counted, inputTokens) = RunMicroBatches(plan, step, stepTokens, meter);
         if (counted != stepTokens)
             throw new InvalidOperationException(
                 $"step {step}: the micro-batches held {counted} labelled tokens, the data pipeline announced {stepTokens}");
+        // After the last backward and before the update: every gradient exists, in its fp32 home.
+        var memory = !_options.MeasureMemory ? null : MemoryAccounting.Measure(Engine, Optimizer, meter?.Saved ?? -1, meter?.Peak);
 
         var update = Optimizer.Step();
         CompletedSteps = update.Step;
         DataPosition = plan.EndPosition;
         clock.Stop();
 
-        var record = new StepRecord(CompletedSteps, lossSum / stepTokens, update.GradNorm, update.LearningRate, stepTokens, inputTokens, clock.Elapsed);
+        var record = new StepRecord(CompletedSteps, lossSum / stepTokens, update.GradNorm, update.LearningRate, stepTokens, inputTokens,
+            clock.Elapsed, memory);
         var metrics = new StepMetrics(record.Step, record.Loss, record.GradNorm, record.LearningRate, record.LabelledTokens,
-            inputTokens / Math.Max(clock.Elapsed.TotalSeconds, 1e-9), clock.Elapsed.TotalSeconds, Environment.WorkingSet);
+            inputTokens / Math.Max(clock.Elapsed.TotalSeconds, 1e-9), clock.Elapsed.TotalSeconds, Environment.WorkingSet, memory);
         foreach (var sink in _options.Metrics) sink.Write(metrics);
         return record;
+    }
+
+    /// <summary>Forward and backward of this worker's micro-batches of the step, gradients folded into the fp32 masters.</summary>
+    (double LossSum, long Labelled, long InputTokens) RunMicroBatches(StepPlan plan, long step, long stepTokens, ActivationMeter? meter)
+    {
+        double lossSum = 0;
+        long counted = 0, inputTokens = 0;
+        Engine.BackwardPartCompleted = meter is null ? null : meter.PartCompleted;
+        try
+        {
+            foreach (var microBatch in _data.ReplicaMicroBatches(plan, 0))
+            {
+                using (microBatch)
+                {
+                    meter?.BeforeForward();
+                    var result = Engine.Forward(microBatch.Index, microBatch.InputIds, microBatch.Positions, microBatch.SegmentIds,
+                        microBatch.Labels, new StepRandomness(_options.Seed, step, microBatch.Index), 1.0 / stepTokens);
+                    meter?.AfterForward();
+                    Engine.Backward(microBatch.Index);
+                    meter?.AfterBackward();
+                    Optimizer.AccumulateGradients();
+                    lossSum += result.LossSum;
+                    counted += result.LabelledTokens;
+                    inputTokens += microBatch.InputIds.numel();
+                }
+            }
+        }
+        finally
+        {
+            Engine.BackwardPartCompleted = null;
+        }
+        return (lossSum, counted, inputTokens);
     }
 
     /// <summary>Writes and commits a checkpoint of the current state; returns its folder.</summary>
@@ -120,7 +145,10 @@ public sealed class TrainingLoop : IDisposable
     {
         if (_committer is null) throw new InvalidOperationException("no output folder to save checkpoints in");
         var temporary = _committer.Begin(CompletedSteps);
-        var files = WorkerCheckpoint.Write(temporary, Worker, Optimizer);
+        var files = WorkerCheckpoint.Write(temporary, Worker, Optimizer).ToList();
+        if (_options.Model is { } model)
+            foreach (var (name, bytes) in model.Files())
+                files.Add(_committer.WriteFile(CompletedSteps, name, bytes));
         return _committer.Commit(CompletedSteps, State(), files);
     }
 
@@ -136,6 +164,7 @@ public sealed class TrainingLoop : IDisposable
             Schedule = ScheduleState.Of(_options.Schedule),
             Layout = new TrainingLayout(1, 1, layout.DataParallel, layout.MicroBatchSize, layout.GradientAccumulation),
             RunSpecSha256 = _options.RunSpecSha256,
+            Model = _options.Model?.State,
         };
     }
 
@@ -150,6 +179,10 @@ public sealed class TrainingLoop : IDisposable
                 $"{reader.Location}: its data order used sampler seed {samplerSeed}; this run's sampler has {_data.Sampler.Options.Seed}");
         if (state.RunSpecSha256 is { } written && _options.RunSpecSha256 is { } current && written != current)
             throw new CheckpointException($"{reader.Location}: written by run spec {written}; this run's spec is {current}");
+
+        if (state.Model is { } writtenModel && _options.Model is { } currentModel && writtenModel.Method != currentModel.Method)
+            throw new CheckpointException(
+                $"{reader.Location}: written by a {CheckpointModelState.MethodName(writtenModel.Method)} run; this run is {CheckpointModelState.MethodName(currentModel.Method)}");
 
         Engine.DiscardAll();
         WorkerCheckpoint.Load(reader, Optimizer);

@@ -1,3 +1,4 @@
+using Runtime.Training.Checkpoints;
 using Runtime.Training.Data;
 using Runtime.Training.Metrics;
 using Runtime.Training.Optim;
@@ -38,6 +39,21 @@ public sealed record TrainingLoopOptions
     /// <summary>SHA-256 of the run specification, recorded in checkpoints and checked on resume when both have one.</summary>
     public string? RunSpecSha256 { get; init; }
 
+    /// <summary>
+    /// What is trained and on which base, written into every checkpoint (adapter_config.json or config.json, and
+    /// state.json's "model") so that <c>rt export</c> can turn any checkpoint into a PEFT adapter or a model folder.
+    /// </summary>
+    public CheckpointModel? Model { get; init; }
+
+    /// <summary>
+    /// Measure each step's memory by category (<see cref="StepMemory"/>): tensor accounting, plus two allocator
+    /// readings per micro-batch for the saved activations where glibc's mallinfo2 is available. Cheap; on by default.
+    /// </summary>
+    public bool MeasureMemory { get; init; } = true;
+
+    /// <summary>Also sample the activation peak from a background thread (costs a core during the step; for measurements).</summary>
+    public bool WatchActivationPeak { get; init; }
+
     /// <summary>Where each step's metrics go (TensorBoard, metrics.jsonl); the loop does not dispose them.</summary>
     public IReadOnlyList<IMetricsSink> Metrics { get; init; } = [];
 
@@ -56,7 +72,8 @@ public sealed record TrainingLoopOptions
 /// <summary>
 /// One completed step: <see cref="Step"/> steps are done after it (1 for the first). <see cref="Loss"/> is the mean
 /// next-token loss over the step's labelled tokens; <see cref="InputTokens"/> counts every position of the collated
-/// micro-batches, padding included (what the model computed on).
+/// micro-batches, padding included (what the model computed on). <see cref="Memory"/>: the step's bytes by category,
+/// when <see cref="TrainingLoopOptions.MeasureMemory"/>.
 /// </summary>
 public sealed record StepRecord(long Step, double Loss, double GradNorm, double LearningRate, long LabelledTokens, long InputTokens,
-    TimeSpan Elapsed);
+    TimeSpan Elapsed, StepMemory? Memory = null);

@@ -5,7 +5,7 @@ namespace Runtime.Training.Metrics;
 /// <summary>
 /// One JSON object per step appended to a file (by convention <c>metrics.jsonl</c> in the run's output folder):
 /// <c>{"step", "loss", "grad_norm", "learning_rate", "labelled_tokens", "tokens_per_second", "seconds", "memory_bytes",
-/// "time"}</c>. Each line is flushed as written, so the file can be tailed and survives a crash up to the last step.
+/// "time"}</c>, and <c>"memory": {"weights_bytes", ...}</c> when the step's memory was measured. Each line is flushed as written, so the file can be tailed and survives a crash up to the last step.
 /// A resumed run appends, so a step can appear twice when the run went past its last checkpoint: the later line wins.
 /// </summary>
 public sealed class JsonLinesMetricsSink : IMetricsSink
@@ -37,6 +37,13 @@ public sealed class JsonLinesMetricsSink : IMetricsSink
             Number(json, "tokens_per_second", metrics.TokensPerSecond);
             Number(json, "seconds", metrics.Seconds);
             json.WriteNumber("memory_bytes", metrics.MemoryBytes);
+            if (metrics.Memory is { } memory)
+            {
+                json.WriteStartObject("memory");
+                foreach (var (tag, value) in memory.Scalars())
+                    json.WriteNumber(tag["memory/".Length..], (long)value);
+                json.WriteEndObject();
+            }
             json.WriteString("time", DateTimeOffset.UtcNow);
             json.WriteEndObject();
         }

@@ -81,6 +81,9 @@ public sealed partial class AdamW : IDisposable
 
     public IReadOnlyList<string> ParameterNames => _slots.Select(s => s.Name).ToList();
 
+    /// <summary>Bytes of the moments (exp_avg and exp_avg_sq of every parameter), allocated when the optimizer is built.</summary>
+    public long StateBytes => _slots.Sum(s => s.ExpAvg.NumberOfElements * s.ExpAvg.ElementSize + s.ExpAvgSq.NumberOfElements * s.ExpAvgSq.ElementSize);
+
     /// <summary>The decay group, in the order the parameters were given.</summary>
     public IReadOnlyList<string> DecayedParameterNames => _slots.Where(s => s.WeightDecay != 0).Select(s => s.Name).ToList();
 

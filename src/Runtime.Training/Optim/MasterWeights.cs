@@ -44,6 +44,9 @@ public sealed class MasterWeights : IDisposable
     /// <summary>The fp32 masters (leaf tensors that require grad), by canonical name: give these to AdamW and the clipper.</summary>
     public IReadOnlyList<(string Name, Tensor Parameter)> Parameters { get; }
 
+    /// <summary>Bytes of the fp32 masters (their gradients not included).</summary>
+    public long Bytes => _entries.Sum(e => e.Master.NumberOfElements * e.Master.ElementSize);
+
     /// <summary>
     /// Adds each model weight's gradient, converted to fp32, to its master's gradient and drops the model weight's
     /// gradient (so the next backward starts from none). Call after every micro-batch's backward, or once per step.

@@ -27,6 +27,13 @@ namespace Runtime.Training.Planning;
 /// the fp32 logits' gradient (8·V/t): a measured peak of 12 bytes per token per vocabulary entry.
 /// No sequence parallelism: norms, residuals and the inputs of column-parallel projections are replicated on each
 /// tp rank; attention heads, MLP columns and the vocabulary (Megatron's vocab-parallel head) are split.
+/// <para>Two terms are not per token. Full fine-tuning: the LM head's (or a trained embedding's) weight gradient,
+/// 4·(V/t)·h, is made as a new tensor and added to the existing <c>.grad</c> in every micro-batch after the first of
+/// an accumulated step and for a tied table's second contribution; in the head's backward it coexists with the fp32
+/// logits' gradient (4·V/t a token). That moment outgrows the loss's 12·V/t a token when h &gt; 2·seq (measured with
+/// Runtime on CPU: the small preset, seq 256, full fp32). And with <see cref="ActivationEngine.RuntimeCpu"/>, an NF4
+/// projection keeps its dequantized weight (compute dtype) for its backward, once per layer whose graph is kept, and a
+/// recomputed layer adds the CPU's dequantization and dropout-draw temporaries.</para>
 /// </summary>
 public sealed class ActivationModel
 {
@@ -46,6 +53,22 @@ public sealed class ActivationModel
     public ByteExpression HeadSaved { get; }
     /// <summary>Last stage, one micro-batch: fp32 gradients of the log-probabilities and of the logits.</summary>
     public ByteExpression HeadTransient { get; }
+    /// <summary>Full fine-tuning: a head or embedding weight gradient made while an older one exists, 4·(V/t)·h bytes.</summary>
+    public long WeightGradientTransient { get; }
+    /// <summary>Bytes of the fp32 logits' gradient a token (alive while the head's weight gradient is made).</summary>
+    public long LogitGradientPerToken { get; }
+    /// <summary>Runtime's QLoRA: the dequantized projection weights one layer's graph keeps (0 otherwise).</summary>
+    public long DequantizedWeightsPerLayer { get; }
+    /// <summary>
+    /// Runtime on CPU, while a layer is recomputed: dequantizing the largest NF4 projection (int32 byte indices and fp32
+    /// value pairs, 6 bytes an element, beside its compute-dtype result).
+    /// </summary>
+    public long DequantizationTransient { get; }
+    /// <summary>
+    /// Runtime on CPU, while a layer is recomputed, per token: libtorch's CPU bernoulli draws the dropout mask of the
+    /// widest adapter input through an int32 temporary (4 bytes an element).
+    /// </summary>
+    public long DropoutDrawPerToken { get; }
 
     /// <summary>The vocabulary columns of the logits on one tp rank: V/t when vocab-parallel, else all V.</summary>
     string Vocab { get; }
@@ -108,6 +131,15 @@ public sealed class ActivationModel
             .Add("lm_head input (trained)", full ? c : 0, "h")
             .Add("fp32 log-probabilities", 4, Vocab);
         HeadTransient = new ByteExpression(values).Add("fp32 gradients of log-probabilities and logits", 8, Vocab);
+        LogitGradientPerToken = 4 * values[Vocab];
+        WeightGradientTransient = full ? 4 * values[Vocab] * cfg.HiddenSize : 0;
+        bool runtime = request.Engine == ActivationEngine.RuntimeCpu;
+        var projections = LinearModule.OfLayer(cfg);
+        DequantizedWeightsPerLayer = request.Method == FineTuneMethod.Qlora && runtime ? c * projections.Sum(m => m.Parameters / tp) : 0;
+        DequantizationTransient = request.Method == FineTuneMethod.Qlora && runtime ? 6 * projections.Max(m => m.Parameters / tp) : 0;
+        DropoutDrawPerToken = request.IsLora && request.Lora.Dropout > 0 && runtime
+            ? 4 * projections.Where(m => request.Lora.Targets.Contains(m.Name)).Max(m => m.Split == TensorSplit.Row ? m.In / tp : m.In)
+            : 0;
     }
 
     void AddAdapters(PlanRequest request, int c, bool eager)
@@ -142,17 +174,67 @@ public sealed class ActivationModel
         }
     }
 
-    /// <summary>Activation bytes of a stage of <paramref name="layers"/> layers with <paramref name="inFlight"/> micro-batches held.</summary>
-    public long StageBytes(long tokens, int layers, int inFlight, bool lastStage, bool recompute)
+    /// <summary>
+    /// Activation bytes of a stage of <paramref name="layers"/> layers with <paramref name="inFlight"/> micro-batches
+    /// held; <paramref name="firstStage"/> says it holds the embedding (full fine-tuning trains it).
+    /// <para>Without recompute every layer's saved tensors are alive when the loss runs its backward, so all the terms
+    /// add up (an upper bound: a layer's backward transients come after the loss's have gone). With recompute the
+    /// backward has phases that do not overlap: the loss and the head (their saved tensors and gradients, freed before
+    /// any layer is recomputed), then one recomputed layer at a time (its saved tensors and transients). The stage
+    /// holds the checkpoints throughout plus the larger phase. Measured with Runtime on CPU (a layer-dominated model,
+    /// vocabulary 512: the sum over-counted by 25%, the larger phase is within 10%).</para>
+    /// </summary>
+    public long StageBytes(long tokens, int layers, int inFlight, bool lastStage, bool recompute, bool firstStage = false)
     {
-        long kept = recompute
-            ? inFlight * layers * tokens * Checkpoint.BytesPerToken + tokens * Layer.BytesPerToken
-            : inFlight * layers * tokens * Layer.BytesPerToken;
-        long bytes = kept
-                     + tokens * BackwardTransient.BytesPerToken
-                     + inFlight * tokens * Mask.BytesPerToken;
-        if (lastStage) bytes += inFlight * tokens * HeadSaved.BytesPerToken + tokens * HeadTransient.BytesPerToken;
+        long mask = inFlight * tokens * Mask.BytesPerToken;
+        long otherHeads = lastStage ? (inFlight - 1) * tokens * HeadSaved.BytesPerToken : 0;
+        long loss = lastStage ? LossPhase(tokens, inFlight) : 0;
+        long bytes;
+        if (recompute)
+        {
+            long checkpoints = inFlight * layers * tokens * Checkpoint.BytesPerToken;
+            long layerPhase = layers == 0 ? 0
+                : otherHeads + tokens * Layer.BytesPerToken + DequantizedWeightsPerLayer + tokens * BackwardTransient.BytesPerToken
+                  + DequantizationTransient + tokens * DropoutDrawPerToken;
+            bytes = checkpoints + mask + Math.Max(layerPhase, loss);
+        }
+        else
+        {
+            bytes = inFlight * layers * (tokens * Layer.BytesPerToken + DequantizedWeightsPerLayer)
+                    + tokens * BackwardTransient.BytesPerToken + mask + loss;
+        }
+        if (firstStage && !lastStage && WeightGradientTransient > 0)
+        {
+            // The embedding's gradient comes last, when only the other micro-batches' state is left.
+            long others = (inFlight - 1) * layers * tokens * (recompute ? Checkpoint.BytesPerToken : Layer.BytesPerToken);
+            bytes = Math.Max(bytes, others + mask + WeightGradientTransient);
+        }
         return bytes;
+    }
+
+    /// <summary>
+    /// What a stage holds between its micro-batches' forwards and their backwards (autograd's saved tensors, the
+    /// recompute checkpoints, the masks): the part of <see cref="StageBytes"/> that lasts, without the backward's phases.
+    /// </summary>
+    public long SavedBytes(long tokens, int layers, int inFlight, bool lastStage, bool recompute)
+    {
+        long perMicroBatch = recompute
+            ? layers * tokens * Checkpoint.BytesPerToken
+            : layers * (tokens * Layer.BytesPerToken + DequantizedWeightsPerLayer);
+        perMicroBatch += tokens * Mask.BytesPerToken + (lastStage ? tokens * HeadSaved.BytesPerToken : 0);
+        return inFlight * perMicroBatch;
+    }
+
+    /// <summary>
+    /// The last stage's loss and head: every micro-batch in flight keeps its log-probabilities; the one running its
+    /// backward adds their gradient and the logits' (12·V/t a token at the peak), or, when the head's weight is trained,
+    /// later the logits' gradient beside the new weight gradient, whichever is larger.
+    /// </summary>
+    long LossPhase(long tokens, int inFlight)
+    {
+        long loss = inFlight * tokens * HeadSaved.BytesPerToken + tokens * HeadTransient.BytesPerToken;
+        if (WeightGradientTransient == 0) return loss;
+        return Math.Max(loss, (inFlight - 1) * tokens * HeadSaved.BytesPerToken + tokens * LogitGradientPerToken + WeightGradientTransient);
     }
 
     public long StageBytes(long tokens, int layers, int inFlight, bool lastStage) =>
@@ -164,11 +246,22 @@ public sealed class ActivationModel
         var layer = $"L = {Layer} = {n(Layer.BytesPerToken)} B/token";
         var common = $"T·({BackwardTransient}) backward transients"
                      + (Mask.BytesPerToken > 0 ? $" + k·T·{Mask} mask" : "")
-                     + $"; last stage + k·T·({HeadSaved}) + T·{HeadTransient} loss";
+                     + $"; last stage + k·T·({HeadSaved}) + T·{HeadTransient} loss"
+                     + (WeightGradientTransient > 0 ? $" (or, if larger, (k-1)·T·({HeadSaved}) + T·4V/t + 4(V/t)h: the head's weight gradient beside the logits' gradient)" : "");
+        var w = DequantizedWeightsPerLayer > 0 ? $"; W = {n(DequantizedWeightsPerLayer)} B, a layer's dequantized NF4 weights (Runtime keeps them for the backward)" : "";
+        var cpu = DequantizationTransient + DropoutDrawPerToken > 0
+            ? $" + {(DequantizationTransient > 0 ? $"{n(DequantizationTransient)} B dequantizing" : "")}{(DequantizationTransient > 0 && DropoutDrawPerToken > 0 ? " + " : "")}{(DropoutDrawPerToken > 0 ? $"T·{DropoutDrawPerToken} dropout draws" : "")}"
+            : "";
+        var recomputedLayer = $"T·L{(w.Length > 0 ? " + W" : "")} + T·({BackwardTransient}){cpu}";
+        var loss = $"k·T·({HeadSaved}) + T·{HeadTransient}";
         return new ActivationFormula(
             PerLayerPerToken: layer,
-            WithRecompute: $"k·n·T·{Checkpoint} layer inputs + T·L one layer recomputed + {common}",
-            WithoutRecompute: $"k·n·T·L + {common}",
+            WithRecompute: $"k·n·T·{Checkpoint} layer inputs"
+                           + (Mask.BytesPerToken > 0 ? $" + k·T·{Mask} mask" : "")
+                           + $" + the larger of one recomputed layer ({recomputedLayer}) and, on the last stage, the loss ({loss}"
+                           + (WeightGradientTransient > 0 ? " or (k-1)·T·(head) + T·4V/t + 4(V/t)h, the head's weight gradient beside the logits' gradient" : "")
+                           + $"){w}",
+            WithoutRecompute: $"k·n·{(w.Length > 0 ? "(T·L + W)" : "T·L")} + {common}{w}",
             Symbols: $"T = micro-batch x seq tokens, n = layers on the stage, k = micro-batches in flight (1F1B: min(p - s, m), GPipe: m), " +
                      $"t = tp = {Tp}, c = {ComputeBytes} (compute dtype bytes), h hidden, a heads, d head_dim, f intermediate, V vocab, s seq, r LoRA rank",
             Recompute: Recompute);

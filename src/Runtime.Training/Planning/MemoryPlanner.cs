@@ -106,7 +106,7 @@ public static class MemoryPlanner
         var state = StateAccounting.ForStage(request, layout.Tp, layers, holdsEmbedding, holdsHead, p);
         long optimizer = state.Optimizer / OptimizerShards(request, layout);
         long tokens = request.TokensPerMicroBatch;
-        long acts = activations.StageBytes(tokens, layers, inFlight, holdsHead);
+        long acts = activations.StageBytes(tokens, layers, inFlight, holdsHead, request.GradientCheckpointing, holdsEmbedding);
 
         // Pipeline p2p: at each stage boundary one received activation and one received gradient of a micro-batch.
         int boundaries = p == 1 ? 0 : s == 0 || s == p - 1 ? 1 : 2;
@@ -119,8 +119,8 @@ public static class MemoryPlanner
         return new StagePlan(
             s, first, layers, holdsEmbedding, holdsHead, inFlight, state.TrainableParameters,
             new MemoryBreakdown(state.Weights, state.Trainable, state.Gradients, optimizer, acts, buffers, reserve),
-            activations.StageBytes(tokens, layers, inFlight, holdsHead, recompute: true),
-            activations.StageBytes(tokens, layers, inFlight, holdsHead, recompute: false));
+            activations.StageBytes(tokens, layers, inFlight, holdsHead, recompute: true, holdsEmbedding),
+            activations.StageBytes(tokens, layers, inFlight, holdsHead, recompute: false, holdsEmbedding));
     }
 
     /// <summary>The divisor of optimizer state across data-parallel replicas; 1 until Runtime shards it (ZeRO-1).</summary>

@@ -23,6 +23,19 @@ public enum AttentionKernel
     Eager,
 }
 
+/// <summary>Whose autograd the activation formula follows.</summary>
+public enum ActivationEngine
+{
+    /// <summary>PyTorch with transformers, PEFT and bitsandbytes: the counts checked with torch 2.11 on H100 and H200.</summary>
+    PyTorch,
+    /// <summary>
+    /// Runtime's TorchSharp engine on CPU, as measured: as PyTorch, except that an NF4 projection keeps its dequantized
+    /// weight until its backward (no custom autograd function re-dequantizes it, as bitsandbytes' MatMul4Bit does), and
+    /// that a recomputed layer also holds the CPU's temporaries of dequantizing a weight and of drawing a dropout mask.
+    /// </summary>
+    RuntimeCpu,
+}
+
 /// <summary>
 /// How optimizer state (and fp32 master weights) are spread over data-parallel replicas. Runtime keeps a full copy
 /// per replica today (no ZeRO/FSDP); a sharded mode would divide those two categories by dp, and belongs here.
@@ -119,6 +132,8 @@ public sealed record PlanRequest
     public int? MicroBatches { get; init; }
     public PipelineSchedule Schedule { get; init; } = PipelineSchedule.OneFOneB;
     public AttentionKernel Attention { get; init; } = AttentionKernel.Fused;
+    /// <summary>Whose autograd keeps the activations (PyTorch's, validated on GPUs, by default).</summary>
+    public ActivationEngine Engine { get; init; } = ActivationEngine.PyTorch;
     public OptimizerStateSharding OptimizerSharding { get; init; } = OptimizerStateSharding.None;
     /// <summary>
     /// Megatron's vocab-parallel embedding, head and loss (each tp rank holds V/t rows). Runtime's workers replicate the

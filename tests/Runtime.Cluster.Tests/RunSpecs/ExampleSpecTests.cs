@@ -75,9 +75,9 @@ public class ExampleSpecTests
         var model = Fixtures.Model(dir["405b"], LlamaPresets.Llama31_405B);
         var spec = Load(file, "model=" + model, "data.path=" + Fixtures.Data(dir["train.jsonl"]));
         Assert.Equal((data, pipeline, tensor), (spec.Parallel.Data, spec.Parallel.Pipeline, spec.Parallel.Tensor));
-        // They are tensor-parallel: they fit once tensor parallelism is supported, and are refused for that alone today.
-        Assert.Empty(RunSpecValidator.Problems(spec, availableSlots: gpus, tensorParallel: true));
-        Assert.Equal("run.parallel", Assert.Single(RunSpecValidator.Problems(spec, availableSlots: gpus - 1, tensorParallel: true)).Key);
-        Assert.Equal("run.parallel.tensor", Assert.Single(RunSpecValidator.Problems(spec, availableSlots: gpus)).Key);
+        Assert.Empty(RunSpecValidator.Problems(spec, availableSlots: gpus));
+        Assert.Equal("run.parallel", Assert.Single(RunSpecValidator.Problems(spec, availableSlots: gpus - 1)).Key);
+        // 128256 = 2^8 x 501 rows: the vocabulary splits over their tensor-parallel ranks too.
+        Assert.Empty(RunSpecValidator.Problems(spec with { Parallel = spec.Parallel with { VocabParallel = true } }, availableSlots: gpus));
     }
 }

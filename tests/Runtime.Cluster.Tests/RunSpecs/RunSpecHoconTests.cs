@@ -11,9 +11,13 @@ public class RunSpecHoconTests
     public void Canonical_text_parses_back_to_the_same_spec()
     {
         var spec = Example("train.lr=1.3e-5", "lora.dropout=0.1", "train.warmup-ratio=0.30000000000000004", "method=full",
-            "lora.targets=[v_proj, q_proj]", "train.max-steps=1000", "train.seed=123456789012");
+            "lora.targets=[v_proj, q_proj]", "train.max-steps=1000", "train.seed=123456789012", "parallel.tensor=2", "parallel.vocab-parallel=on");
         var text = RunSpecHocon.Write(spec);
         Assert.Equal(spec, RunSpecParser.ParseCanonical(text));
+        Assert.True(spec.Parallel.VocabParallel);
+        // A spec stored before vocab-parallel existed reads as off.
+        var older = text.Replace(", vocab-parallel = on", "");
+        Assert.Equal(spec with { Parallel = spec.Parallel with { VocabParallel = false } }, RunSpecParser.ParseCanonical(older));
     }
 
     [Fact]
@@ -31,7 +35,7 @@ public class RunSpecHoconTests
         Assert.Equal(RunSpecHocon.Write(a), RunSpecHocon.Write(b));
         var text = RunSpecHocon.Write(b);
         Assert.Contains("  train { micro-batch-size = 2, grad-accum = 16, epochs = 3, max-steps = -1, lr = 0.0002, schedule = cosine, ", text);
-        Assert.Contains("  parallel { data = 1, pipeline = 1, tensor = 1, schedule = 1f1b }\n", text);
+        Assert.Contains("  parallel { data = 1, pipeline = 1, tensor = 1, schedule = 1f1b, vocab-parallel = off }\n", text);
         Assert.StartsWith("run {\n  name = \"quickstart\"\n", text);
     }
 }

@@ -84,8 +84,10 @@ public class RunSpecParserTests
     [Fact]
     public void Set_overrides_replace_values_lists_and_sections()
     {
-        var spec = Parse(IssueExample, "train.lr=1e-3", "lora.targets=[q_proj, v_proj]", "parallel.schedule=gpipe", "data.packing=off", "method=qlora");
+        var spec = Parse(IssueExample, "train.lr=1e-3", "lora.targets=[q_proj, v_proj]", "parallel.schedule=gpipe", "data.packing=off", "method=qlora",
+            "parallel.vocab-parallel=on");
         Assert.Equal(1e-3, spec.Train.Lr);
+        Assert.True(spec.Parallel.VocabParallel);
         Assert.Equal(["q_proj", "v_proj"], spec.Lora.Targets);
         Assert.Equal(PipelineSchedule.GPipe, spec.Parallel.Schedule);
         Assert.False(spec.Data.Packing);
@@ -160,6 +162,7 @@ public class RunSpecParserTests
     [InlineData("parallel.schedule=zb", "run.parallel.schedule", "1f1b | gpipe")]
     [InlineData("parallel.data=0", "run.parallel.data", "at least 1")]
     [InlineData("data.packing=maybe", "run.data.packing", "on or off")]
+    [InlineData("parallel.vocab-parallel=2", "run.parallel.vocab-parallel", "on or off")]
     [InlineData("data.max-seq-length=1", "run.data.max-seq-length", "at least 2")]
     [InlineData("lora.dropout=1", "run.lora.dropout", "in [0, 1)")]
     [InlineData("lora.targets=[q_proj, lm_head]", "run.lora.targets", "\"lm_head\" is not a Llama projection")]

@@ -20,13 +20,12 @@ public class RunSpecValidatorTests : IDisposable
         return RunSpecParser.Parse(text, "t.conf", _dir.Path, sets);
     }
 
-    /// <summary>The layout rules as they will apply once tensor parallelism is supported (see the refusal test below).</summary>
-    static SpecProblem Single(RunSpec spec, int slots) => Assert.Single(RunSpecValidator.Problems(spec, slots, tensorParallel: true));
+    static SpecProblem Single(RunSpec spec, int slots) => Assert.Single(RunSpecValidator.Problems(spec, slots));
 
     [Fact]
     public void A_good_spec_passes_and_returns_the_model_config()
     {
-        var model = RunSpecValidator.Validate(Spec("parallel.tensor=2", "parallel.pipeline=2"), availableSlots: 4, tensorParallel: true);
+        var model = RunSpecValidator.Validate(Spec("parallel.tensor=2", "parallel.pipeline=2"), availableSlots: 4);
         Assert.Equal((4, 4, 2, 192), (model.NumHiddenLayers, model.NumAttentionHeads, model.NumKeyValueHeads, model.IntermediateSize));
     }
 
@@ -86,16 +85,36 @@ public class RunSpecValidatorTests : IDisposable
     }
 
     [Fact]
-    public void Tensor_parallelism_that_does_not_divide_the_heads_is_refused()
+    public void Tensor_parallelism_that_does_not_divide_the_heads_is_refused_with_the_models_reason()
     {
-        var three = RunSpecValidator.Problems(Spec("parallel.tensor=3"), 3, tensorParallel: true);
-        Assert.All(three, p => Assert.Equal("run.parallel.tensor", p.Key));
-        Assert.Equal(2, three.Count); // 3 divides the intermediate size 192, not the 4 heads or the 2 kv heads
-        Assert.Contains(three, p => p.Message.Contains("num_attention_heads (4)"));
-        Assert.Contains(three, p => p.Message.Contains("num_key_value_heads (2)"));
+        // 3 divides the intermediate size 192, not the 4 heads or the 2 kv heads: one problem naming both.
+        var three = Single(Spec("parallel.tensor=3"), 3);
+        Assert.Equal("run.parallel.tensor", three.Key);
+        Assert.StartsWith("run.parallel.tensor = 3: tensor parallel size 3 does not divide num_attention_heads = 4 and num_key_value_heads = 2:", three.Message);
+        Assert.DoesNotContain("intermediate_size", three.Message);
 
         var four = Single(Spec("parallel.tensor=4"), 4); // divides 4 heads and 192, not the 2 kv heads
-        Assert.Equal("run.parallel.tensor = 4 does not divide the model's num_key_value_heads (2); tensor-parallel ranks split it evenly", four.Message);
+        Assert.StartsWith("run.parallel.tensor = 4: tensor parallel size 4 does not divide num_key_value_heads = 2:", four.Message);
+    }
+
+    [Fact]
+    public void Tensor_parallelism_that_divides_the_model_is_accepted_and_a_vocabulary_split_needs_the_vocabulary_divided()
+    {
+        Assert.Empty(RunSpecValidator.Problems(Spec("parallel.tensor=2"), 2));
+        Assert.Empty(RunSpecValidator.Problems(Spec("parallel.tensor=2", "parallel.vocab-parallel=on"), 2)); // 128256 rows
+        Assert.Empty(RunSpecValidator.Problems(Spec("parallel.vocab-parallel=on"), 1)); // nothing to split
+
+        Fixtures.Model(_dir["odd-vocab"], LlamaPresets.Tiny with { VocabSize = 251 });
+        var odd = Spec("parallel.tensor=2", "parallel.vocab-parallel=on") with { Model = _dir["odd-vocab"] };
+        var p = Single(odd, 2);
+        Assert.Equal("run.parallel.vocab-parallel", p.Key);
+        Assert.StartsWith("run.parallel.vocab-parallel = on with tensor = 2: tensor parallel size 2 does not divide vocab_size = 251:", p.Message);
+        Assert.EndsWith("use vocab-parallel = off", p.Message);
+        Assert.Empty(RunSpecValidator.Problems(odd with { Parallel = odd.Parallel with { VocabParallel = false } }, 2));
+
+        // Heads not divided as well: the split itself is refused first (turning the vocabulary split off would not help).
+        var both = Single(odd with { Parallel = odd.Parallel with { Tensor = 3 } }, 3);
+        Assert.Equal("run.parallel.tensor", both.Key);
     }
 
     [Fact]
@@ -110,17 +129,8 @@ public class RunSpecValidatorTests : IDisposable
     public void Validate_throws_with_every_problem()
     {
         var spec = Spec("parallel.pipeline=8", "parallel.tensor=4") with { Data = Spec().Data with { Path = _dir["gone.jsonl"] } };
-        var e = Assert.Throws<RunSpecException>(() => RunSpecValidator.Validate(spec, 2, tensorParallel: true));
+        var e = Assert.Throws<RunSpecException>(() => RunSpecValidator.Validate(spec, 2));
         Assert.Equal(["run.data.path", "run.parallel.pipeline", "run.parallel.tensor", "run.parallel"], e.Problems.Select(p => p.Key));
-    }
-
-    [Fact]
-    public void Tensor_parallelism_is_refused_while_the_model_cannot_be_split_by_rank()
-    {
-        var p = Assert.Single(RunSpecValidator.Problems(Spec("parallel.tensor=2"), 2));
-        Assert.Equal("run.parallel.tensor", p.Key);
-        Assert.StartsWith("run.parallel.tensor = 2: tensor parallelism is not supported yet", p.Message);
-        Assert.Empty(RunSpecValidator.Problems(Spec("parallel.tensor=1"), 1));
     }
 
     [Fact]

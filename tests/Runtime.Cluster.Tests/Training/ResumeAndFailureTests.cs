@@ -80,7 +80,7 @@ public sealed class ResumeAndFailureTests(TrainingCluster cluster, ITestOutputHe
         var id = await cluster.Client.SubmitAsync(spec);
         // Once checkpoint 4 is committed, stop replica 1's trainer (as if its process had died).
         await Support.TestNodes.Eventually(() => cluster.Progress.Of<CheckpointSaved>(id).Any(c => c.Step == 4), "checkpoint 4", 60);
-        var trainer = await TrainerOf(new ShardingWorkerId(id, 1, 0, 0));
+        var trainer = await cluster.TrainerOf(new ShardingWorkerId(id, 1, 0, 0));
         trainer.Tell(PoisonPill.Instance);
 
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
@@ -96,13 +96,5 @@ public sealed class ResumeAndFailureTests(TrainingCluster cluster, ITestOutputHe
         var expected = MicroRun.Adapter(Path.Combine(uninterrupted.Output, RunOutputs.AdapterFolder));
         var actual = MicroRun.Adapter(Path.Combine(spec.Output, RunOutputs.AdapterFolder));
         Assert.Equal(0, MicroRun.RelativeDifference(expected, actual));
-    }
-
-    /// <summary>A worker entity's trainer child, found by its sharding path (ids are URL-encoded in paths).</summary>
-    async Task<IActorRef> TrainerOf(ShardingWorkerId worker)
-    {
-        var name = Uri.EscapeDataString(worker.ToString());
-        var selection = cluster.Node.System.ActorSelection($"/system/sharding/{RunWorkers.TypeName}/{name}/{name}/trainer");
-        return await selection.ResolveOne(TimeSpan.FromSeconds(5));
     }
 }

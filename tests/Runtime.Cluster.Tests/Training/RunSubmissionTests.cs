@@ -11,7 +11,7 @@ public sealed class RunSubmissionTests(TrainingCluster cluster)
     [Theory]
     [InlineData("more-workers", "run.parallel", "parallel.data=8")]                  // 8 workers, 4 slots
     [InlineData("more-stages", "run.parallel.pipeline", "parallel.pipeline=5")]      // 5 stages, 4 layers
-    [InlineData("tensor-2", "run.parallel.tensor", "parallel.tensor=2")]             // not supported yet
+    [InlineData("tensor-4", "run.parallel.tensor", "parallel.tensor=4")]             // does not divide 2 kv heads
     [InlineData("tensor-3", "run.parallel.tensor", "parallel.tensor=3")]             // does not divide 4 heads either
     public async Task A_layout_that_does_not_fit_is_refused_before_anything_starts(string name, string key, string set)
     {

@@ -20,13 +20,19 @@ namespace Runtime.Cluster.Tests.Training;
 /// One node with 4 worker slots that trains (the run driver that places workers), the micro model and its data, and
 /// the yardstick: the same training run by the plain single-worker <see cref="TrainingLoop"/>, computed once.
 /// </summary>
-public sealed class TrainingCluster : IAsyncLifetime
+public class TrainingCluster : IAsyncLifetime
 {
     readonly TempDir _dir = new();
     readonly Lazy<Dictionary<string, double[]>> _yardstick;
+    readonly int _slots;
 
-    public TrainingCluster()
+    public TrainingCluster() : this(slots: 4)
     {
+    }
+
+    protected TrainingCluster(int slots)
+    {
+        _slots = slots;
         Run = new MicroRun(_dir["micro"]);
         _yardstick = new(() => TrainingLoopAdapter(Run, steps: 6));
     }
@@ -44,7 +50,7 @@ public sealed class TrainingCluster : IAsyncLifetime
 
     public async Task InitializeAsync()
     {
-        Node = await StartNode(_dir["node"], slots: 4);
+        Node = await StartNode(_dir["node"], _slots);
         Client = RunClient.For(Node);
         Progress = ProgressLog.On(Node.System);
     }
@@ -74,6 +80,14 @@ public sealed class TrainingCluster : IAsyncLifetime
         var status = await Client.WaitAsync(id, cancellationToken: timeout.Token);
         Assert.True(status.Phase == RunPhase.Completed, $"run {id} ended {status.Phase}: {status.Reason}");
         return status;
+    }
+
+    /// <summary>A worker entity's trainer child on this node, found by its sharding path (ids are URL-encoded in paths).</summary>
+    public async Task<IActorRef> TrainerOf(Runtime.Cluster.Sharding.WorkerId worker)
+    {
+        var name = Uri.EscapeDataString(worker.ToString());
+        var selection = Node.System.ActorSelection($"/system/sharding/{Runtime.Cluster.Workers.RunWorkers.TypeName}/{name}/{name}/trainer");
+        return await selection.ResolveOne(TimeSpan.FromSeconds(5));
     }
 
     /// <summary>The yardstick: the whole model in one <see cref="TrainingLoop"/>, set up by hand from the micro spec's values.</summary>

@@ -49,6 +49,25 @@ public sealed class LoraDropoutTests
     }
 
     [Fact]
+    public void Dropped_input_is_bitwise_torch_dropout_with_a_float_mask_for_any_rate()
+    {
+        // The adapter keeps a 1-byte mask for its backward; its values must be those of x * (float mask / (1 - p)).
+        const double p = 0.05;
+        using var scope = NewDisposeScope();
+        var projection = new Projection("model.layers.1.mlp.down_proj", new Parameter(zeros(Width, Width), false));
+        projection.AttachLora(eye(Width), eye(Width), 1.0, p);
+        using var g = new Generator(4);
+        var x = randn([3, 40, Width], generator: g);
+        var randomness = new StepRandomness(2, 5, 1);
+        var y = projection.forward(x, randomness);
+
+        using var stream = randomness.GeneratorFor(projection.DropoutStream);
+        var expected = x * empty(3, 40, Width).bernoulli_(1 - p, stream).div_(1 - p);
+        Assert.Equal(expected.data<float>().ToArray(), y.data<float>().ToArray());
+        Assert.Contains(0f, y.data<float>().ToArray());
+    }
+
+    [Fact]
     public void Same_counters_same_mask_other_counters_or_modules_other_masks()
     {
         using var q = Transparent("model.layers.3.self_attn.q_proj");
