@@ -1,4 +1,3 @@
-using Runtime.Cluster.RunSpecs;
 using Runtime.Cluster.Tests.Training;
 using Runtime.Training.Checkpoints;
 using Xunit.Abstractions;
@@ -42,17 +41,6 @@ public sealed class FinetuneJoinTests(FinetuneFixture fixture, LoopbackCluster c
     }
 
     [Fact]
-    public async Task Tensor_parallel_layouts_are_refused_until_tensor_parallelism_is_wired()
-    {
-        // (2, 2, 2) over the processes is the test to write once RunSpecValidator.TensorParallelSupported is true; until
-        // then the cluster refuses the layout at submission, naming the key, and nothing runs.
-        if (TensorParallel.Supported) return;
-        using var rt = cluster.Finetune(Specs.Write("join-tp", data: 2, pipeline: 2, tensor: 2));
-        Assert.Equal(1, await rt.WaitForExit());
-        Assert.Contains("run.parallel.tensor = 2: tensor parallelism is not supported yet", rt.Output);
-    }
-
-    [TensorParallelFact]
     public async Task A_data_pipeline_and_tensor_parallel_run_over_the_processes_trains_what_one_worker_trains()
     {
         // 8 workers: the two single-slot worker nodes and three more of two slots each.
@@ -110,21 +98,5 @@ public sealed class FinetuneJoinTests(FinetuneFixture fixture, LoopbackCluster c
         var resumed = await Finetune(spec, "--resume");
         Assert.Contains("training: resuming after step", resumed);
         Assert.Contains("done: run sigint-2, 40 steps", resumed);
-    }
-}
-
-static class TensorParallel
-{
-    // Read at run time: with the constant itself, the build would warn (unreachable code) once it flips.
-    public static readonly bool Supported = RunSpecValidator.TensorParallelSupported;
-}
-
-/// <summary>A fact that needs tensor-parallel runs; skipped, saying why, while the validator refuses them.</summary>
-public sealed class TensorParallelFactAttribute : FactAttribute
-{
-    public TensorParallelFactAttribute()
-    {
-        if (!TensorParallel.Supported)
-            Skip = "tensor parallelism is not wired into the workers yet (RunSpecValidator.TensorParallelSupported is false): run.parallel.tensor > 1 is refused";
     }
 }

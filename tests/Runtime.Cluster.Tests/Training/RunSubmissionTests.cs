@@ -51,25 +51,27 @@ public sealed class RunSubmissionTests(TrainingCluster cluster)
     }
 
     [Fact]
-    public async Task A_run_without_free_slots_waits_for_capacity_and_starts_when_a_finished_run_releases_them()
+    public async Task A_run_without_free_slots_waits_for_capacity_and_starts_when_the_run_holding_them_ends()
     {
-        // The first run takes all 4 slots for a while; the second (accepted: the cluster has 4 slots) must wait.
-        var first = cluster.Run.Spec("capacity-first", data: 2, pipeline: 2, more: ["train.max-steps=30", "checkpoint.every-steps=30"]);
+        // The first run takes all 4 slots and keeps them until the test stops it (so however fast this machine trains,
+        // it is still running when the second arrives); the second (accepted: the cluster has 4 slots) must wait.
+        var first = cluster.Run.Spec("capacity-first", data: 2, pipeline: 2, more: ["train.max-steps=100000", "checkpoint.every-steps=100000"]);
         var second = cluster.Run.Spec("capacity-second", data: 1, pipeline: 1, more: ["train.max-steps=3", "log.tensorboard=on"]);
         var firstId = await cluster.Client.SubmitAsync(first);
         await Support.TestNodes.Eventually(() => cluster.Progress.Of<TrainingStarted>(firstId).Count > 0, "the first run to start", 60);
         var running = cluster.Train(second);
         await Support.TestNodes.Eventually(() => cluster.Progress.Of<WaitingForCapacity>("capacity-second").Count > 0, "waiting for capacity", 60);
+        // Still waiting while the first holds the slots: none of its workers was placed.
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        Assert.DoesNotContain(cluster.Progress.Of<PlacingWorkers>("capacity-second"), p => p.Ready > 0);
+
+        Assert.True(await cluster.Client.StopAsync(firstId, "making room"));
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
-        Assert.Equal(RunPhase.Completed, (await cluster.Client.WaitAsync(firstId, cancellationToken: timeout.Token)).Phase);
+        Assert.Equal(RunPhase.Stopped, (await cluster.Client.WaitAsync(firstId, cancellationToken: timeout.Token)).Phase);
         await running;
         var waiting = cluster.Progress.Of<WaitingForCapacity>("capacity-second")[0];
         Assert.Equal((0, 1), (waiting.Ready, waiting.Workers));
-        // It was placed only once the first run had finished its last step and released its workers.
-        var events = cluster.Progress.All.ToList();
-        int lastOfFirst = events.FindIndex(e => e is StepProgress { RunId: "capacity-first", Step: 30 });
-        int placedSecond = events.FindIndex(e => e is PlacingWorkers { RunId: "capacity-second", Ready: 1 });
-        Assert.True(lastOfFirst >= 0 && placedSecond > lastOfFirst, $"the second run's worker was ready at event {placedSecond}, the first run's last step was {lastOfFirst}");
+        Assert.Equal(3, (await cluster.Client.StatusAsync("capacity-second")).LastStep);
         Assert.NotEmpty(Directory.GetFiles(Path.Combine(second.Output, RunOutputs.TensorBoardFolder), "events.out.tfevents.*"));
     }
 
