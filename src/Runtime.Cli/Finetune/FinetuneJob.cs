@@ -38,6 +38,8 @@ public sealed class FinetuneJob(FinetuneOptions options, TextWriter output, Text
             var client = RunClient.For(node);
             var (runId, continuing) = await ChooseRunId(client, spec);
             if (interrupt.Stop.IsCancellationRequested) return Interrupted("before the run was submitted");
+            // Followed before it is submitted: a joined client's subscription must reach the driver's node first.
+            using var watch = await client.FollowAsync(runId);
             if (!continuing) await client.SubmitAsync(spec, runId, options.Resume);
             Describe(node, spec, runId, continuing);
 
@@ -52,7 +54,7 @@ public sealed class FinetuneJob(FinetuneOptions options, TextWriter output, Text
                 view.Notice("stopping now, at the last committed checkpoint");
                 Send(client.StopAsync(runId, "interrupted twice", checkpoint: false), view);
             });
-            var status = await client.WaitAsync(runId, view.OnProgress);
+            var status = await watch.WaitAsync(view.OnProgress);
             view.Close();
             return Summarize(spec, status, view);
         }

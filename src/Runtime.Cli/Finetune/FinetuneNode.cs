@@ -28,6 +28,8 @@ public static class FinetuneNode
             akka.loggers = ["{typeof(FileLogger).FullName}, {typeof(FileLogger).Assembly.GetName().Name}"]
             akka.stdout-loglevel = ERROR
             {FileLogger.PathKey} = {Quote(Path.Combine(state, LogFile))}
+            # SIGINT/SIGTERM are rt finetune's (stop the run keeping its last step, then leave), not a shutdown hook's.
+            akka.coordinated-shutdown.run-by-clr-shutdown-hook = off
             """);
         return new NodeOptions
         {

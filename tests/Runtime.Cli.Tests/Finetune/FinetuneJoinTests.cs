@@ -14,6 +14,9 @@ public sealed class FinetuneJoinTests(FinetuneFixture fixture, LoopbackCluster c
 {
     const double Bound = 5e-5;
 
+    // Tensor-parallel ranks also sum partial products in another order (the cluster's tensor-parallel tests' bound).
+    const double TensorParallelBound = 2e-4;
+
     MicroSpec Specs => fixture.Specs;
 
     async Task<string> Finetune(string spec, params string[] more)
@@ -48,7 +51,7 @@ public sealed class FinetuneJoinTests(FinetuneFixture fixture, LoopbackCluster c
         await Finetune(Specs.Write("join-2x2x2", data: 2, pipeline: 2, tensor: 2));
         double difference = MicroRun.RelativeDifference(fixture.OneWorker, MicroRun.Adapter(Specs.Adapter("join-2x2x2")));
         log.WriteLine($"2 x 2 x 2: max relative difference to one in-process worker {difference:E2}");
-        Assert.True(difference <= Bound, $"{difference:E2} > {Bound:E0}");
+        Assert.True(difference <= TensorParallelBound, $"{difference:E2} > {TensorParallelBound:E0}");
     }
 
     [Fact]
@@ -87,8 +90,9 @@ public sealed class FinetuneJoinTests(FinetuneFixture fixture, LoopbackCluster c
         {
             await rt.WaitForLine(l => l.StartsWith("step 3/40", StringComparison.Ordinal), "step 3");
             rt.Signal(RtProcess.SIGINT);
-            Assert.Equal(130, await rt.WaitForExit());
+            int exit = await rt.WaitForExit();
             log.WriteLine(rt.Output);
+            Assert.True(exit == 130, $"exit {exit}:\n{rt.Output}\n{cluster.Logs}");
             var stopped = await rt.WaitForLine(l => l.StartsWith("stopped: run sigint after step ", StringComparison.Ordinal), "the summary");
             long step = long.Parse(stopped.Split(' ')[5], System.Globalization.CultureInfo.InvariantCulture);
             Assert.InRange(step, 3, 39);
