@@ -16,6 +16,7 @@ public static class RtCommand
         root.Subcommands.Add(Commands.PlanCommand.Create());
         root.Subcommands.Add(Commands.ExportCommand.Create());
         root.Subcommands.Add(Commands.NodeCommand.Create());
+        root.Subcommands.Add(Commands.FinetuneCommand.Create());
         return root;
     }
 

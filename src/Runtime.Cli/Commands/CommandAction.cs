@@ -33,7 +33,8 @@ public static class CommandAction
 
     public static bool IsUserError(Exception e) => e is UsageException or ModelConfigException or TensorFileException
         or TokenizerFormatException or DataFormatException or PeftAdapterException or IOException or UnauthorizedAccessException
-        or InvalidDataException or Runtime.Training.Checkpoints.CheckpointException;
+        or InvalidDataException or Runtime.Training.Checkpoints.CheckpointException or Cluster.RunSpecs.RunSpecException
+        or Cluster.Configuration.HoconException;
 }
 
 /// <summary>A flag combination or argument the command cannot act on; the message says which.</summary>

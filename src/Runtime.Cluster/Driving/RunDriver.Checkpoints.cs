@@ -86,6 +86,10 @@ public sealed partial class RunDriver
                 Become(Finishing);
                 Finish();
             }
+            else if (_stopRequested is { } reason)
+            {
+                StopAtCheckpoint(step, reason);
+            }
             else
             {
                 Become(Training);

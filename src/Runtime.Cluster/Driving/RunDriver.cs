@@ -72,6 +72,7 @@ public sealed partial class RunDriver : ReceiveActor, IWithTimers
     DateTime _placingSince;
     bool _restartRequested;
     Exported? _completed;
+    string? _stopRequested;
 
     public RunDriver(RunDriverContext context)
     {
@@ -247,7 +248,8 @@ public sealed partial class RunDriver : ReceiveActor, IWithTimers
             m.TokensPerSecond, m.Seconds, _metrics.EtaSeconds(step)));
         _progress.Publish(new StepDetails(RunId, Attempt, step, tally.Details()));
 
-        if (step % plan.Spec.Checkpoint.EverySteps == 0 || step == plan.TotalSteps) BeginCheckpoint(step);
+        // A stop that keeps the work (CheckpointAndStop) checkpoints the step just done, whatever the schedule.
+        if (step % plan.Spec.Checkpoint.EverySteps == 0 || step == plan.TotalSteps || _stopRequested is not null) BeginCheckpoint(step);
         else StartStep(step + 1);
     }
 
@@ -284,6 +286,8 @@ public sealed partial class RunDriver : ReceiveActor, IWithTimers
             Context.Stop(Self);
         });
         Receive<CapacityTick>(_ => { });
+        // Acted on where a step or a checkpoint ends (StepCompleted, RecordCheckpoint); a run past its last step completes.
+        Receive<CheckpointAndStop>(stop => { if (stop.Attempt == Attempt) _stopRequested ??= stop.Reason; });
     }
 
     /// <summary>After the attempt was given up: only the coordinator's answers matter (it will stop this driver).</summary>
@@ -312,6 +316,15 @@ public sealed partial class RunDriver : ReceiveActor, IWithTimers
     {
         _awaitingCoordinator.Enqueue((what, then));
         _context.Coordinator.Tell(command);
+    }
+
+    /// <summary>Checkpoint <paramref name="step"/> is committed and recorded: the stop asked for can happen.</summary>
+    void StopAtCheckpoint(long step, string reason)
+    {
+        _log.Info("run {0}: attempt {1} stops after checkpoint {2} as asked ({3})", RunId, Attempt, step, reason);
+        _progress.Publish(new RunFinished(RunId, Attempt, RunPhase.Stopped, step, null, reason));
+        ToCoordinator(new AttemptStopped(RunId, Attempt, step, reason), "stop");
+        Become(Stopping);
     }
 
     void LoseAttempt(string reason)

@@ -8,8 +8,10 @@ namespace Runtime.Cluster.Driving;
 /// <summary>
 /// Follows one run for a client: subscribes to its progress topic and asks its coordinator for the status now and
 /// then (and at once when the driver says the run finished). Progress goes to <paramref name="progress"/>; the first
-/// finished status completes <paramref name="finished"/> and ends the watch. Progress may be missed (a subscription
-/// on another node spreads by gossip); the status is the coordinator's record and is not.
+/// finished status completes <paramref name="finished"/> and ends the watch; <paramref name="subscribed"/> completes
+/// when the local mediator has the subscription. Progress published on another node before the subscription has
+/// spread there by gossip is missed (<see cref="RunClient.FollowAsync"/> waits for that); the status is the
+/// coordinator's record and is not.
 /// </summary>
 internal sealed class RunWatcher : ReceiveActor, IWithTimers
 {
@@ -22,16 +24,22 @@ internal sealed class RunWatcher : ReceiveActor, IWithTimers
     readonly IActorRef _coordinators;
     readonly ChannelWriter<IRunProgress> _progress;
     readonly TaskCompletionSource<RunStatus> _finished;
+    readonly TaskCompletionSource? _subscribed;
 
     public RunWatcher(string runId, IActorRef coordinators, ChannelWriter<IRunProgress> progress, TaskCompletionSource<RunStatus> finished,
-        TimeSpan pollEvery)
+        TimeSpan pollEvery, TaskCompletionSource? subscribed = null)
     {
+        _subscribed = subscribed;
         _runId = runId;
         _coordinators = coordinators;
         _progress = progress;
         _finished = finished;
         DistributedPubSub.Get(Context.System).Mediator.Tell(new Subscribe(RunProgressTopic.For(runId), Self));
-        Receive<SubscribeAck>(_ => Self.Tell(Poll.Instance));
+        Receive<SubscribeAck>(_ =>
+        {
+            _subscribed?.TrySetResult();
+            Self.Tell(Poll.Instance);
+        });
         Receive<IRunProgress>(p =>
         {
             if (p.RunId != _runId) return;
@@ -59,5 +67,6 @@ internal sealed class RunWatcher : ReceiveActor, IWithTimers
     {
         _progress.TryComplete();
         _finished.TrySetCanceled();
+        _subscribed?.TrySetCanceled();
     }
 }

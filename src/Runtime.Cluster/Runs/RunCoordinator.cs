@@ -30,6 +30,10 @@ public sealed class RunCoordinator : ReceivePersistentActor
     IActorRef? _driver;
     Exception? _driverFailure;
 
+    // A stop that waits for the driver's checkpoint (StopRun.Checkpoint); not persisted: a coordinator that restarts
+    // meanwhile forgets it, and the run goes on until stopped again.
+    string? _stopAfterCheckpoint;
+
     public static Props Props(string runId, RunCoordinatorSetup setup) =>
         Akka.Actor.Props.Create(() => new RunCoordinator(runId, setup));
 
@@ -119,6 +123,17 @@ public sealed class RunCoordinator : ReceivePersistentActor
             Sender.Tell(new RunCommandRejected(_runId, Inactive()));
             return;
         }
+        if (stop.Checkpoint && _state.Phase == RunPhase.Running && _driver is not null)
+        {
+            // The driver finishes the step in flight, commits its checkpoint, then reports AttemptStopped.
+            if (_stopAfterCheckpoint is null)
+            {
+                _stopAfterCheckpoint = stop.Reason;
+                _driver.Tell(new CheckpointAndStop(_runId, _state.Attempt, stop.Reason));
+            }
+            Sender.Tell(new RunCommandAccepted(_runId, _state.Attempt));
+            return;
+        }
         var sender = Sender;
         Record(new RunStopped(_runId, stop.Reason), () =>
         {
@@ -161,8 +176,17 @@ public sealed class RunCoordinator : ReceivePersistentActor
             case CommitCheckpoint c:
                 OnCommitCheckpoint(c);
                 break;
+            case RestartAttempt r when _stopAfterCheckpoint is { } reason:
+                // The attempt was lost before its checkpoint: stop at the last committed one instead of going on. The
+                // refusal tells the driver that no new attempt takes its workers (so it releases them).
+                Reject($"the run is stopping ({reason})");
+                Record(new RunStopped(_runId, $"{reason} (at checkpoint {_state.ResumeStep}: {r.Reason})"), Finished);
+                break;
             case RestartAttempt r:
                 Record(new AttemptStarted(_runId, _state.Attempt + 1, r.Reason, _state.ResumeStep), Then(StartDriver));
+                break;
+            case AttemptStopped stopped:
+                Record(new RunStopped(_runId, stopped.Reason), Then(Finished));
                 break;
             case CompleteRun c:
                 if (_state.Phase != RunPhase.Running) Reject("the run has not started training");
@@ -257,6 +281,7 @@ public sealed class RunCoordinator : ReceivePersistentActor
 
     void Finished()
     {
+        _stopAfterCheckpoint = null;
         StopDriver();
         PassivateWhenIdle();
     }

@@ -49,7 +49,14 @@ public sealed record SubmitRun(string RunId, RunSpec Spec, string? ResumeFrom = 
 public sealed record GetRunStatus(string RunId) : IRunCommand;
 
 /// <summary>Stop a run that has not finished. Answered with <see cref="RunCommandAccepted"/> or <see cref="RunCommandRejected"/>.</summary>
-public sealed record StopRun(string RunId, string Reason) : IRunCommand;
+/// <param name="Checkpoint">
+/// Keep the work done so far (what Ctrl+C in `rt finetune` asks): the step in flight finishes, a checkpoint of it is
+/// committed, and only then is the run recorded as stopped, so a later submission resuming from "latest" continues
+/// exactly there. Accepted at once; the status says Stopped when it has happened. A run that is not training (its
+/// workers are still being placed) stops at once, as does one asked again without the flag. Absent in messages of
+/// older senders: false.
+/// </param>
+public sealed record StopRun(string RunId, string Reason, bool Checkpoint = false) : IRunCommand;
 
 // ---- Commands from the run's driver ----------------------------------------------------------------------------
 
@@ -74,6 +81,12 @@ public sealed record CompleteRun(string RunId, int Attempt, long Step) : IAttemp
 
 /// <summary>The run cannot succeed (persists <see cref="RunFailed"/>).</summary>
 public sealed record FailRun(string RunId, int Attempt, string Reason) : IAttemptCommand;
+
+/// <summary>
+/// The attempt stopped as <see cref="StopRun.Checkpoint"/> asked, after checkpoint <see cref="Step"/> was committed and
+/// recorded (persists <see cref="RunStopped"/>).
+/// </summary>
+public sealed record AttemptStopped(string RunId, int Attempt, long Step, string Reason) : IAttemptCommand;
 
 // ---- Replies ---------------------------------------------------------------------------------------------------
 

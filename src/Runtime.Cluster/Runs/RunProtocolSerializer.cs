@@ -29,6 +29,8 @@ public sealed class RunProtocolSerializer(ExtendedActorSystem system) : Serializ
         ["RestartAttempt.v1"] = typeof(RestartAttempt),
         ["CompleteRun.v1"] = typeof(CompleteRun),
         ["FailRun.v1"] = typeof(FailRun),
+        ["AttemptStopped.v1"] = typeof(AttemptStopped),
+        ["CheckpointAndStop.v1"] = typeof(CheckpointAndStop),
         ["RunAccepted.v1"] = typeof(RunAccepted),
         ["RunRejected.v1"] = typeof(RunRejected),
         ["RunCommandAccepted.v1"] = typeof(RunCommandAccepted),

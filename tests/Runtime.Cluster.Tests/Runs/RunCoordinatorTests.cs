@@ -278,6 +278,7 @@ public sealed class RunCoordinatorTests : Akka.TestKit.Xunit2.TestKit
             probe.Tell((context, Self));
             Receive<string>(s => s == "crash", _ => throw new InvalidOperationException("out of GPU memory"));
             Receive<IRunCommand>(m => context.Coordinator.Tell(m, probe));
+            Receive<CheckpointAndStop>(m => probe.Tell(m));
         }
     }
 
@@ -322,6 +323,90 @@ public sealed class RunCoordinatorTests : Akka.TestKit.Xunit2.TestKit
         EventFilter.Exception<InvalidOperationException>().ExpectOne(() => driver.Tell("crash"));
         AwaitAssert(() => Assert.Equal(RunPhase.Failed, Status(c).Phase), TimeSpan.FromSeconds(10));
         Assert.Equal("the run driver of attempt 1 failed: InvalidOperationException: out of GPU memory", Status(c).Reason);
+    }
+
+    /// <summary>A run with a scripted driver whose workers are ready and step 1 recorded.</summary>
+    (IActorRef Coordinator, TestProbe Probe, IActorRef Driver) Training()
+    {
+        var probe = CreateTestProbe();
+        var c = Start(Setup(driver: new ScriptedDrivers(probe.Ref)));
+        Ask<IRunReply>(c, new SubmitRun(RunId, _spec));
+        var (_, driver) = probe.ExpectMsg<(RunDriverContext, IActorRef)>();
+        driver.Tell(new WorkersReady(RunId, 1));
+        probe.ExpectMsg(new RunCommandAccepted(RunId, 1));
+        driver.Tell(Step(1, 1, 3.0));
+        probe.ExpectMsg(new RunCommandAccepted(RunId, 1));
+        return (c, probe, driver);
+    }
+
+    [Fact]
+    public void A_stop_that_keeps_the_work_waits_for_the_drivers_checkpoint()
+    {
+        var (c, probe, driver) = Training();
+        Accepted(c, new StopRun(RunId, "Ctrl+C", Checkpoint: true));
+        probe.ExpectMsg(new CheckpointAndStop(RunId, 1, "Ctrl+C"));
+        Assert.Equal(RunPhase.Running, Status(c).Phase); // until the driver has committed its checkpoint
+        Accepted(c, new StopRun(RunId, "Ctrl+C", Checkpoint: true)); // asked twice: the driver is asked once
+        probe.ExpectNoMsg(TimeSpan.FromMilliseconds(300));
+
+        // The step in flight finishes and is checkpointed; then the driver reports the stop.
+        driver.Tell(Step(1, 2, 2.5));
+        probe.ExpectMsg(new RunCommandAccepted(RunId, 1));
+        driver.Tell(new CommitCheckpoint(RunId, 1, 2, "/ckpt/2", 16));
+        probe.ExpectMsg(new RunCommandAccepted(RunId, 1));
+        Watch(driver);
+        driver.Tell(new AttemptStopped(RunId, 1, 2, "Ctrl+C"));
+        probe.ExpectMsg(new RunCommandAccepted(RunId, 1));
+        ExpectTerminated(driver);
+        Restart(ref c);
+        var status = Status(c);
+        Assert.Equal((RunPhase.Stopped, "Ctrl+C", 2L, 2L), (status.Phase, status.Reason, status.LastStep, status.LastCheckpoint!.Step));
+    }
+
+    [Fact]
+    public void A_stop_that_keeps_the_work_is_immediate_while_the_workers_are_being_placed()
+    {
+        var probe = CreateTestProbe();
+        var c = Start(Setup(driver: new ScriptedDrivers(probe.Ref)));
+        Ask<IRunReply>(c, new SubmitRun(RunId, _spec));
+        var (_, placing) = probe.ExpectMsg<(RunDriverContext, IActorRef)>();
+        Watch(placing);
+        Accepted(c, new StopRun(RunId, "Ctrl+C", Checkpoint: true)); // nothing trained in this attempt: nothing to keep
+        ExpectTerminated(placing);
+        Assert.Equal(RunPhase.Stopped, Status(c).Phase);
+        probe.ExpectNoMsg(TimeSpan.FromMilliseconds(200)); // the driver was not asked to checkpoint
+    }
+
+    [Fact]
+    public void A_plain_stop_while_the_driver_checkpoints_stops_at_once()
+    {
+        // A second Ctrl+C: stop now, at the last committed checkpoint.
+        var (c, probe, driver) = Training();
+        Accepted(c, new StopRun(RunId, "Ctrl+C", Checkpoint: true));
+        probe.ExpectMsg<CheckpointAndStop>();
+        Watch(driver);
+        Accepted(c, new StopRun(RunId, "Ctrl+C again"));
+        ExpectTerminated(driver);
+        Assert.Equal((RunPhase.Stopped, "Ctrl+C again"), (Status(c).Phase, Status(c).Reason));
+    }
+
+    [Fact]
+    public void An_attempt_lost_while_stopping_stops_the_run_at_the_last_checkpoint_instead_of_restarting()
+    {
+        var (c, probe, driver) = Training();
+        driver.Tell(new CommitCheckpoint(RunId, 1, 1, "/ckpt/1", 8));
+        probe.ExpectMsg(new RunCommandAccepted(RunId, 1));
+        Accepted(c, new StopRun(RunId, "Ctrl+C", Checkpoint: true));
+        probe.ExpectMsg<CheckpointAndStop>();
+        Watch(driver);
+        driver.Tell(new RestartAttempt(RunId, 1, "worker lost"));
+        // Refused, so the driver releases its workers (no next attempt takes them over).
+        Assert.IsType<RunCommandRejected>(probe.ExpectMsg<IRunReply>());
+        ExpectTerminated(driver);
+        probe.ExpectNoMsg(TimeSpan.FromMilliseconds(300)); // no driver for a second attempt
+        var status = Status(c);
+        Assert.Equal((RunPhase.Stopped, 1, 1L), (status.Phase, status.Attempt, status.LastCheckpoint!.Step));
+        Assert.Contains("worker lost", status.Reason);
     }
 
     [Fact]

@@ -23,6 +23,9 @@ public sealed class RunProtocolSerializerTests : Akka.TestKit.Xunit2.TestKit
         new SubmitRun("r", Spec, "latest"),
         new GetRunStatus("r"),
         new StopRun("r", "operator"),
+        new StopRun("r", "Ctrl+C", Checkpoint: true),
+        new CheckpointAndStop("r", 2, "Ctrl+C"),
+        new AttemptStopped("r", 2, 41, "Ctrl+C"),
         new WorkersReady("r", 2),
         new RecordStep("r", 2, 17, 1.25, 65536, 1.9e-4, 0.73, 3.5),
         new RecordStep("r", 2, 18, double.NaN, 65536, 1.9e-4, double.PositiveInfinity, 3.5),
@@ -59,6 +62,13 @@ public sealed class RunProtocolSerializerTests : Akka.TestKit.Xunit2.TestKit
         var bytes = serializer.ToBinary(message);
         var back = Sys.Serialization.Deserialize(bytes, RunProtocolSerializer.Id, manifest);
         Assert.Equal(message, back);
+    }
+
+    [Fact]
+    public void A_stop_from_an_older_sender_without_the_checkpoint_field_is_a_plain_stop()
+    {
+        var bytes = Encoding.UTF8.GetBytes("{\"runId\":\"r\",\"reason\":\"operator\"}");
+        Assert.Equal(new StopRun("r", "operator", Checkpoint: false), Sys.Serialization.Deserialize(bytes, RunProtocolSerializer.Id, "StopRun.v1"));
     }
 
     [Fact]

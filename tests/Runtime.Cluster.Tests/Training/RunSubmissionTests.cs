@@ -51,46 +51,51 @@ public sealed class RunSubmissionTests(TrainingCluster cluster)
     }
 
     [Fact]
-    public async Task A_run_without_free_slots_waits_for_capacity_and_starts_when_a_finished_run_releases_them()
+    public async Task A_run_without_free_slots_waits_for_capacity_and_starts_when_the_run_holding_them_ends()
     {
-        // The first run takes all 4 slots for a while; the second (accepted: the cluster has 4 slots) must wait.
-        var first = cluster.Run.Spec("capacity-first", data: 2, pipeline: 2, more: ["train.max-steps=30", "checkpoint.every-steps=30"]);
+        // The first run takes all 4 slots and keeps them until the test stops it (so however fast this machine trains,
+        // it is still running when the second arrives); the second (accepted: the cluster has 4 slots) must wait.
+        var first = cluster.Run.Spec("capacity-first", data: 2, pipeline: 2, more: ["train.max-steps=100000", "checkpoint.every-steps=100000"]);
         var second = cluster.Run.Spec("capacity-second", data: 1, pipeline: 1, more: ["train.max-steps=3", "log.tensorboard=on"]);
         var firstId = await cluster.Client.SubmitAsync(first);
         await Support.TestNodes.Eventually(() => cluster.Progress.Of<TrainingStarted>(firstId).Count > 0, "the first run to start", 60);
         var running = cluster.Train(second);
         await Support.TestNodes.Eventually(() => cluster.Progress.Of<WaitingForCapacity>("capacity-second").Count > 0, "waiting for capacity", 60);
+        // Still waiting while the first holds the slots: none of its workers was placed.
+        await Task.Delay(TimeSpan.FromSeconds(2));
+        Assert.DoesNotContain(cluster.Progress.Of<PlacingWorkers>("capacity-second"), p => p.Ready > 0);
+
+        Assert.True(await cluster.Client.StopAsync(firstId, "making room"));
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
-        Assert.Equal(RunPhase.Completed, (await cluster.Client.WaitAsync(firstId, cancellationToken: timeout.Token)).Phase);
+        Assert.Equal(RunPhase.Stopped, (await cluster.Client.WaitAsync(firstId, cancellationToken: timeout.Token)).Phase);
         await running;
         var waiting = cluster.Progress.Of<WaitingForCapacity>("capacity-second")[0];
         Assert.Equal((0, 1), (waiting.Ready, waiting.Workers));
-        // It was placed only once the first run had finished its last step and released its workers.
-        var events = cluster.Progress.All.ToList();
-        int lastOfFirst = events.FindIndex(e => e is StepProgress { RunId: "capacity-first", Step: 30 });
-        int placedSecond = events.FindIndex(e => e is PlacingWorkers { RunId: "capacity-second", Ready: 1 });
-        Assert.True(lastOfFirst >= 0 && placedSecond > lastOfFirst, $"the second run's worker was ready at event {placedSecond}, the first run's last step was {lastOfFirst}");
+        Assert.Equal(3, (await cluster.Client.StatusAsync("capacity-second")).LastStep);
         Assert.NotEmpty(Directory.GetFiles(Path.Combine(second.Output, RunOutputs.TensorBoardFolder), "events.out.tfevents.*"));
     }
 
     [Fact]
-    public async Task Cancelling_a_run_stops_it_and_frees_its_slots_and_a_new_run_resumes_the_latest_checkpoint()
+    public async Task Cancelling_a_run_checkpoints_its_last_step_stops_it_frees_its_slots_and_a_new_run_resumes_there()
     {
-        // What Ctrl+C and `--resume` in `rt finetune` do: the cancelled run is recorded as stopped, its workers go.
-        var spec = cluster.Run.Spec("interrupted", data: 2, pipeline: 2, more: ["train.max-steps=40", "checkpoint.every-steps=2"]);
+        // What Ctrl+C and `--resume` in `rt finetune` do: the step in flight finishes and is checkpointed (off the
+        // every-10-steps schedule), the run is recorded as stopped, its workers go.
+        var spec = cluster.Run.Spec("interrupted", data: 2, pipeline: 2, more: ["train.max-steps=40", "checkpoint.every-steps=10"]);
         using var cancel = new CancellationTokenSource();
-        var status = await cluster.Client.RunAsync(spec, onProgress: p => { if (p is CheckpointSaved { Step: 2 }) cancel.Cancel(); },
+        var status = await cluster.Client.RunAsync(spec, onProgress: p => { if (p is StepProgress { Step: 3 }) cancel.Cancel(); },
             cancellationToken: cancel.Token).WaitAsync(TimeSpan.FromSeconds(120));
         Assert.Equal(RunPhase.Stopped, status.Phase);
-        Assert.True(status.LastStep < 40, $"the run went on to step {status.LastStep}");
-        long committed = status.LastCheckpoint!.Step;
+        Assert.True(status.LastStep is >= 3 and < 10, $"the run went on to step {status.LastStep}");
+        Assert.Equal(status.LastStep, status.LastCheckpoint!.Step);
+        Assert.Equal(status.LastStep, Assert.Single(cluster.Progress.Of<CheckpointSaved>("interrupted")).Step);
+        Assert.Equal(RunPhase.Stopped, cluster.Progress.Of<RunFinished>("interrupted").Single().Phase);
 
-        // All four slots are free again: a run of four workers resumes from the newest checkpoint and finishes.
+        // All four slots are free again: a run of four workers resumes from that checkpoint and finishes.
         var resumed = cluster.Run.Spec("interrupted-resumed", data: 2, pipeline: 2, more: ["train.max-steps=40", "checkpoint.every-steps=20", $"output={spec.Output}"]);
         var done = await cluster.Train(resumed, resumeFrom: "latest");
         Assert.Equal(40, done.LastStep);
         var started = Assert.Single(cluster.Progress.Of<TrainingStarted>("interrupted-resumed"));
-        Assert.True(started.ResumeStep >= committed, $"resumed after step {started.ResumeStep}; step {committed} was committed");
+        Assert.Equal(status.LastStep, started.ResumeStep);
     }
 
     sealed class ToleranceComparer(double tolerance) : IEqualityComparer<double>
