@@ -1,4 +1,6 @@
 using System.CommandLine;
+using Runtime.Cluster.Configuration;
+using Runtime.Cluster.RunSpecs;
 using Runtime.Model.Config;
 using Runtime.Training.Planning;
 
@@ -6,7 +8,9 @@ namespace Runtime.Cli.Commands;
 
 /// <summary>
 /// `rt plan`: how many GPUs a fine-tuning run needs and whether it fits, per GPU and per category, before a
-/// GPU-hour is spent. Exit codes: 0 the plan fits, 2 it does not fit (the plan is still printed), 1 bad input.
+/// GPU-hour is spent. Either the run is described by flags, or `--spec` reads it from a run spec (the layout, batch and
+/// adapters `rt finetune` would train with; `--set` overrides its keys as in `rt finetune`). Exit codes: 0 the plan
+/// fits, 2 it does not fit (the plan is still printed), 1 bad input.
 /// </summary>
 public static class PlanCommand
 {
@@ -16,10 +20,20 @@ public static class PlanCommand
 
     public static Command Create()
     {
-        var model = new Option<string>("--model")
+        var model = new Option<string?>("--model")
         {
-            Description = $"A preset ({string.Join(" | ", LlamaPresets.ByName.Keys)}) or a folder holding config.json",
-            Required = true,
+            Description = $"A preset ({string.Join(" | ", LlamaPresets.ByName.Keys)}) or a folder holding config.json; " +
+                          "with --spec, the architecture to plan instead of reading run.model's config.json",
+        };
+        var spec = new Option<string?>("--spec")
+        {
+            Description = "A run spec (hocon/runs/*.conf): plan its method, adapters, batch and parallel layout (the flags those set are refused); " +
+                          "the fewest GPUs is then searched over every layout of the same recipe",
+        };
+        var sets = new Option<string[]>("--set")
+        {
+            Description = "With --spec: override a spec key, relative to run: --set parallel.tensor=4 (repeatable)",
+            AllowMultipleArgumentsPerToken = false,
         };
         var method = new Option<string>("--method") { Description = "full | lora | qlora", DefaultValueFactory = _ => "lora" };
         method.AcceptOnlyFromAmong("full", "lora", "qlora");
@@ -54,12 +68,13 @@ public static class PlanCommand
         var headroom = new Option<double>("--headroom") { Description = "Fraction of the GPU's exposed memory a plan may use", DefaultValueFactory = _ => 0.9 };
         var vocabParallel = new Option<bool>("--vocab-parallel")
         {
-            Description = "Plan Megatron's vocab-parallel embedding/head/loss under tp (Runtime's workers replicate the vocabulary today)",
+            Description = "Split the embedding, LM head and loss by vocabulary rows under tp too (a spec's run.parallel.vocab-parallel = on); " +
+                          "off: both tables whole on every tp rank",
         };
         var json = new Option<bool>("--json") { Description = "Print the plan as JSON" };
 
         var command = new Command("plan", "How many GPUs a fine-tuning run needs, per GPU and per category; exit 0 fits, 2 does not fit, 1 bad input");
-        foreach (var o in new Option[] { model, method, loraRank, loraTargets, loraDropout, precision, tp, pp, dp, microBatch, seqLen, packing,
+        foreach (var o in new Option[] { model, spec, sets, method, loraRank, loraTargets, loraDropout, precision, tp, pp, dp, microBatch, seqLen, packing,
                                          recompute, microBatches, schedule, attention, gpu, gpus, headroom, vocabParallel, json })
             command.Options.Add(o);
 
@@ -69,34 +84,64 @@ public static class PlanCommand
             var error = parse.InvocationConfiguration.Error;
             try
             {
-                var modelArg = parse.GetValue(model)!;
-                var request = new PlanRequest
+                var gpuSpec = GpuCatalog.Get(parse.GetValue(gpu)!);
+                PlanRequest request;
+                if (parse.GetValue(spec) is { } specPath)
                 {
-                    Model = LoadModel(modelArg),
-                    ModelName = modelArg,
-                    Method = PlanNames.ParseMethod(parse.GetValue(method)!),
-                    Lora = new LoraSettings(parse.GetValue(loraRank), LoraSettings.ParseTargets(parse.GetValue(loraTargets)!), parse.GetValue(loraDropout)),
-                    Precision = PlanNames.ParsePrecision(parse.GetValue(precision)!),
-                    MicroBatchSize = parse.GetValue(microBatch),
-                    SequenceLength = parse.GetValue(seqLen),
-                    Packing = parse.GetValue(packing),
-                    GradientCheckpointing = parse.GetValue(recompute),
-                    VocabularyParallel = parse.GetValue(vocabParallel),
-                    MicroBatches = parse.GetValue(microBatches),
-                    Schedule = PlanNames.ParseSchedule(parse.GetValue(schedule)!),
-                    Attention = PlanNames.ParseAttention(parse.GetValue(attention)!),
-                    Gpu = GpuCatalog.Get(parse.GetValue(gpu)!),
-                    Gpus = parse.GetValue(gpus),
-                    Tp = parse.GetValue(tp),
-                    Pp = parse.GetValue(pp),
-                    Dp = parse.GetValue(dp),
-                    Headroom = parse.GetValue(headroom),
-                };
+                    // Every flag the spec decides is refused rather than silently ignored or silently preferred.
+                    foreach (var (option, key) in new (Option, string)[]
+                             {
+                                 (method, "method"), (loraRank, "lora.r"), (loraTargets, "lora.targets"), (loraDropout, "lora.dropout"),
+                                 (precision, "train.precision"), (tp, "parallel.tensor"), (pp, "parallel.pipeline"), (dp, "parallel.data"),
+                                 (microBatch, "train.micro-batch-size"), (seqLen, "data.max-seq-length"), (packing, "data.packing"),
+                                 (recompute, "train.grad-checkpointing"), (microBatches, "train.grad-accum"), (schedule, "parallel.schedule"),
+                                 (vocabParallel, "parallel.vocab-parallel"),
+                             })
+                        if (parse.GetResult(option) is { Implicit: false })
+                            throw new PlanningException($"{option.Name} comes from the spec's run.{key} with --spec; change it with --set {key}=...");
+                    request = SpecRequest(specPath, parse.GetValue(sets) ?? [], parse.GetValue(model), gpuSpec) with
+                    {
+                        Gpus = parse.GetValue(gpus),
+                        Attention = PlanNames.ParseAttention(parse.GetValue(attention)!),
+                        Headroom = parse.GetValue(headroom),
+                    };
+                }
+                else
+                {
+                    if (parse.GetValue(sets) is { Length: > 0 }) throw new PlanningException("--set overrides keys of a run spec; give the spec with --spec");
+                    var modelArg = parse.GetValue(model)
+                        ?? throw new PlanningException("give the model to plan: --model PRESET|DIR, or a run spec: --spec FILE.conf");
+                    request = new PlanRequest
+                    {
+                        Model = LoadModel(modelArg),
+                        ModelName = modelArg,
+                        Method = PlanNames.ParseMethod(parse.GetValue(method)!),
+                        Lora = new LoraSettings(parse.GetValue(loraRank), LoraSettings.ParseTargets(parse.GetValue(loraTargets)!), parse.GetValue(loraDropout)),
+                        Precision = PlanNames.ParsePrecision(parse.GetValue(precision)!),
+                        MicroBatchSize = parse.GetValue(microBatch),
+                        SequenceLength = parse.GetValue(seqLen),
+                        Packing = parse.GetValue(packing),
+                        GradientCheckpointing = parse.GetValue(recompute),
+                        VocabularyParallel = parse.GetValue(vocabParallel),
+                        MicroBatches = parse.GetValue(microBatches),
+                        Schedule = PlanNames.ParseSchedule(parse.GetValue(schedule)!),
+                        Attention = PlanNames.ParseAttention(parse.GetValue(attention)!),
+                        Gpu = gpuSpec,
+                        Gpus = parse.GetValue(gpus),
+                        Tp = parse.GetValue(tp),
+                        Pp = parse.GetValue(pp),
+                        Dp = parse.GetValue(dp),
+                        Headroom = parse.GetValue(headroom),
+                    };
+                }
                 var plan = MemoryPlanner.Plan(request);
+                // A spec fixes its layout, so the fewest GPUs is asked of the same recipe laid out any way (dp 1).
+                if (parse.GetValue(spec) is not null)
+                    plan = plan with { Minimum = LayoutSearch.Minimum(request with { Tp = null, Pp = null, Dp = null, Gpus = null }) };
                 output.Write(parse.GetValue(json) ? PlanJsonWriter.Write(plan) : PlanTableRenderer.Render(plan));
                 return plan.Fits ? ExitFits : ExitDoesNotFit;
             }
-            catch (Exception e) when (e is PlanningException or ModelConfigException)
+            catch (Exception e) when (e is PlanningException or ModelConfigException or RunSpecException or HoconException or IOException)
             {
                 error.WriteLine($"rt plan: {e.Message}");
                 return ExitError;
@@ -105,7 +150,28 @@ public static class PlanCommand
         return command;
     }
 
-    /// <summary>A preset name, or a Hugging Face model folder (or its config.json). Run specs are not read here yet.</summary>
+    /// <summary>
+    /// The run spec's plan request: its layout checked against the model first (as the validator would refuse it), the
+    /// model's architecture from <paramref name="model"/> when given (the spec's folder is usually on the cluster's
+    /// filesystem, not the planning machine's), else from run.model's config.json.
+    /// </summary>
+    static PlanRequest SpecRequest(string path, IReadOnlyList<string> sets, string? model, GpuSpec gpu)
+    {
+        if (!File.Exists(path)) throw new PlanningException($"--spec {path} does not exist");
+        var spec = RunSpecParser.Load(path, sets);
+        LlamaConfig config;
+        if (model is not null) config = LoadModel(model);
+        else if (Directory.Exists(spec.Model) || File.Exists(spec.Model)) config = LlamaConfig.Load(spec.Model);
+        else
+            throw new PlanningException(
+                $"{path}: run.model {spec.Model} does not exist here; plan its architecture with --model " +
+                $"({string.Join(", ", LlamaPresets.ByName.Keys)}, or a folder holding its config.json)");
+        var problems = RunSpecValidator.LayoutProblems(spec, config);
+        if (problems.Count > 0) throw new RunSpecException(path, problems);
+        return RunSpecPlanning.Request(spec, config, gpu, model ?? spec.Model);
+    }
+
+    /// <summary>A preset name, or a Hugging Face model folder (or its config.json).</summary>
     static LlamaConfig LoadModel(string model)
     {
         if (LlamaPresets.ByName.TryGetValue(model, out var preset)) return preset;

@@ -68,23 +68,7 @@ public static class RunRecipe
     {
         var p = spec.Parallel;
         if (p.Pipeline == 1) return [LlamaSliceSpec.Whole(config)];
-        var request = new PlanRequest
-        {
-            Model = config,
-            Method = spec.Method,
-            Lora = new LoraSettings(spec.Lora.R, spec.Lora.Targets.Count > 0 ? spec.Lora.Targets : LinearModule.AllNames, spec.Lora.Dropout),
-            // The planner sizes QLoRA in bf16 (NF4 bases dequantize to bf16); the split only compares stages.
-            Precision = spec.Method == FineTuneMethod.Qlora ? ComputePrecision.Bf16 : spec.Train.Precision,
-            MicroBatchSize = spec.Train.MicroBatchSize,
-            SequenceLength = spec.Data.MaxSeqLength,
-            Packing = spec.Data.Packing,
-            GradientCheckpointing = spec.Train.GradCheckpointing,
-            MicroBatches = spec.Train.GradAccum,
-            Schedule = p.Schedule,
-            Gpu = GpuCatalog.Get("h100-80"),
-            Tp = p.Tensor, Pp = p.Pipeline, Dp = p.Data,
-            VocabularyParallel = p.VocabParallel && p.Tensor > 1,
-        };
+        var request = RunSpecPlanning.Request(spec, config, GpuCatalog.Get("h100-80"));
         var plan = MemoryPlanner.PlanLayout(request, new ParallelLayout(p.Tensor, p.Pipeline, p.Data));
         return PipelineSplit.Slices(plan.Stages.Select(s => s.Layers).ToArray());
     }

@@ -36,20 +36,31 @@ public static class RunSpecValidator
                 : $"run.data.path: {spec.Data.Path} does not exist");
 
         var p = spec.Parallel;
-        if (model is not null)
-        {
-            if (p.Pipeline > model.NumHiddenLayers)
-                Add("run.parallel.pipeline",
-                    $"run.parallel.pipeline = {p.Pipeline} exceeds the model's {model.NumHiddenLayers} layers (num_hidden_layers); every stage needs a layer");
-            CheckTensorParallel(p, model, Add);
-            if (spec.Method == FineTuneMethod.Full && p.Pipeline > 1 && model.TieWordEmbeddings)
-                Add("run.parallel.pipeline",
-                    $"run.parallel.pipeline = {p.Pipeline} with method = full: the model ties its embedding and LM head (tie_word_embeddings), which would then live on two stages whose gradients must be summed; that is not supported yet; use pipeline = 1 or a LoRA method");
-        }
+        if (model is not null) problems.AddRange(LayoutProblems(spec, model));
 
         if (p.Workers > availableSlots)
             Add("run.parallel",
                 $"run.parallel: data {p.Data} x pipeline {p.Pipeline} x tensor {p.Tensor} = {p.Workers} workers need {p.Workers} slots; {availableSlots} available");
+        return problems;
+    }
+
+    /// <summary>
+    /// What the spec's layout asks of <paramref name="model"/> alone (no files, no slots): a layer per pipeline stage,
+    /// a tensor-parallel size the heads and MLP (and, split, the vocabulary) divide by, no tied table across stages
+    /// under full fine-tuning. `rt plan --spec` checks these before sizing the layout.
+    /// </summary>
+    public static IReadOnlyList<SpecProblem> LayoutProblems(RunSpec spec, LlamaConfig model)
+    {
+        var problems = new List<SpecProblem>();
+        void Add(string key, string message) => problems.Add(new SpecProblem(key, message));
+        var p = spec.Parallel;
+        if (p.Pipeline > model.NumHiddenLayers)
+            Add("run.parallel.pipeline",
+                $"run.parallel.pipeline = {p.Pipeline} exceeds the model's {model.NumHiddenLayers} layers (num_hidden_layers); every stage needs a layer");
+        CheckTensorParallel(p, model, Add);
+        if (spec.Method == FineTuneMethod.Full && p.Pipeline > 1 && model.TieWordEmbeddings)
+            Add("run.parallel.pipeline",
+                $"run.parallel.pipeline = {p.Pipeline} with method = full: the model ties its embedding and LM head (tie_word_embeddings), which would then live on two stages whose gradients must be summed; that is not supported yet; use pipeline = 1 or a LoRA method");
         return problems;
     }
 

@@ -152,7 +152,7 @@ public static class MemoryPlanner
             list.Add("under tensor parallelism LoRA A of column-parallel and B of row-parallel projections are replicated on every tp rank");
         list.Add(r.VocabularyParallel
             ? "tensor parallelism splits whole heads (tp divides attention and key/value heads), MLP columns and the vocabulary (vocab-parallel embedding, head and loss); norms and the residual stream are replicated (no sequence parallelism)"
-            : "tensor parallelism splits whole heads (tp divides attention and key/value heads) and MLP columns; the embedding, lm_head and loss are replicated on every tp rank (as Runtime's workers run them; --vocab-parallel plans Megatron's split); norms and the residual stream are replicated");
+            : "tensor parallelism splits whole heads (tp divides attention and key/value heads) and MLP columns; the embedding, lm_head and loss are replicated on every tp rank (vocab-parallel off; --vocab-parallel or run.parallel.vocab-parallel = on splits them); norms and the residual stream are replicated");
         list.Add("pipeline stages hold contiguous layers; stage 0 the embedding, the last stage the final norm, lm_head and loss; when pp does not divide the layers the extra layers go to the least loaded stages");
         list.Add("data-parallel replicas each hold a full copy of their stage's weights, gradients and optimizer state (optimizer_sharding = none: no ZeRO/FSDP yet)");
         list.Add("activations: tensors autograd keeps for a transformers-style Llama layer (checked against torch 2.11 saved-tensor hooks); the loss is not chunked (12 B per token per vocabulary entry at its peak)");

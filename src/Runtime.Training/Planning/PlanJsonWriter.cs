@@ -66,6 +66,7 @@ public static class PlanJsonWriter
         w.WriteStartObject("layout");
         WriteLayout(w, plan.Chosen.Layout);
         w.WriteString("chosen_by", plan.ChosenBy == LayoutChoice.Given ? "given" : "search");
+        w.WriteBoolean("vocab_parallel", r.VocabularyParallel && plan.Chosen.Layout.Tp > 1);
         w.WriteEndObject();
         w.WriteNumber("gpus", plan.Gpus);
         w.WriteNumber("nodes", plan.Nodes);

@@ -136,8 +136,9 @@ public sealed record PlanRequest
     public ActivationEngine Engine { get; init; } = ActivationEngine.PyTorch;
     public OptimizerStateSharding OptimizerSharding { get; init; } = OptimizerStateSharding.None;
     /// <summary>
-    /// Megatron's vocab-parallel embedding, head and loss (each tp rank holds V/t rows). Runtime's workers replicate the
-    /// vocabulary on every tp rank today, so plans of Runtime runs leave this off; on, it models torchtitan/Megatron.
+    /// Megatron's vocab-parallel embedding, head and loss (each tp rank holds V/t rows): a run spec's
+    /// run.parallel.vocab-parallel = on, which Runtime's tensor-parallel workers run. Off: every tp rank holds both
+    /// tables whole and computes the whole loss.
     /// </summary>
     public bool VocabularyParallel { get; init; }
 

@@ -24,7 +24,8 @@ public static class PlanTableRenderer
         sb.AppendLine($"Parameters: {N(plan.Parameters)} total, {N(plan.TrainableParameters)} trainable " +
                       $"({Pct(plan.TrainableParameters / (double)plan.Parameters, 2)})");
         var how = plan.ChosenBy == LayoutChoice.Given ? "given" : "chosen: fewest pipeline stages, then smallest tp";
-        sb.AppendLine($"Layout: {plan.Chosen.Layout} = {plan.Gpus} GPUs on {plan.Nodes} node(s) ({how})");
+        var vocabulary = r.VocabularyParallel && plan.Chosen.Layout.Tp > 1 ? ", vocabulary split over tp" : "";
+        sb.AppendLine($"Layout: {plan.Chosen.Layout}{vocabulary} = {plan.Gpus} GPUs on {plan.Nodes} node(s) ({how})");
         sb.AppendLine();
 
         sb.AppendLine($"Per GPU (most loaded: stage {peak.Stage}, layers {peak.FirstLayer}-{peak.LastLayer}){"GB",10}");

@@ -10,8 +10,8 @@ public readonly record struct StateBytes(long Weights, long Trainable, long Grad
 
 /// <summary>
 /// Counts what one tensor-parallel rank of one pipeline stage stores. Megatron splits: q, k, v, gate, up by output rows,
-/// o, down by input columns; embedding and lm_head by vocabulary rows when the request is vocab-parallel (else every
-/// rank holds them whole, as Runtime's workers do today); norms are replicated. With tied embeddings and
+/// o, down by input columns; embedding and lm_head by vocabulary rows when the request is vocab-parallel (a spec's
+/// run.parallel.vocab-parallel = on), else every rank holds them whole; norms are replicated. With tied embeddings and
 /// more than one stage, the last stage holds its own copy of the embedding as lm_head (Megatron's convention).
 /// <para>Bytes a parameter: full fine-tuning in bf16 keeps bf16 weights (2), fp32 gradients (4: accumulated across
 /// micro-batches in fp32 like Megatron's main_grad), AdamW m and v (8) and an fp32 master copy (4) = 18; in fp32 there
