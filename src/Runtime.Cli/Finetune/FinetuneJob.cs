@@ -23,13 +23,16 @@ public sealed class FinetuneJob(FinetuneOptions options, TextWriter output, Text
 
     public async Task<int> RunAsync(FinetuneInterrupt interrupt)
     {
-        var spec = RunSpecParser.Load(options.SpecPath, options.Sets);
+        var spec = RunSpecParser.Load(options.SpecPath, options.SpecSets);
         if (options.RunId is { } explicitId && !RunIds.IsValid(explicitId)) throw new UsageException($"--run-id \"{explicitId}\" {RunIds.Rule}");
         if (!options.Joins && options.Resume is null && CheckpointFolders.Committed(spec.Output) is { Count: > 0 } earlier)
             throw new UsageException(
                 $"{spec.Output} already holds checkpoints of an earlier run ({string.Join(", ", earlier.Select(c => Path.GetFileName(c.Path)))}): " +
                 "continue it with --resume, or remove the folder, or write elsewhere (--set output=DIR)");
 
+        // Alone, the run gets this process's own slots: check the spec against them (files, layout, memory plan) as the
+        // run coordinator will, before the node starts and makes the output's .runtime folder.
+        if (!options.Joins) CheckAgainstOwnSlots(spec);
         using var outputLock = options.Joins ? null : OutputLock.Acquire(FinetuneNode.StateFolderOf(spec));
         var node = await StartNode(spec);
         try
@@ -60,6 +63,12 @@ public sealed class FinetuneJob(FinetuneOptions options, TextWriter output, Text
         {
             await Leave(node);
         }
+    }
+
+    void CheckAgainstOwnSlots(RunSpec spec)
+    {
+        var slots = NodeConfig.Build(FinetuneNode.Options(spec, options)).Slots;
+        RunSpecValidator.Validate(spec, new FixedSlotInventory(slots, "the in-process node"));
     }
 
     async Task<RuntimeNode> StartNode(RunSpec spec)
@@ -159,7 +168,7 @@ public sealed class FinetuneJob(FinetuneOptions options, TextWriter output, Text
                 var at = status.LastCheckpoint is { } c ? $"checkpoint {c.Step} ({Path.GetDirectoryName(c.ManifestPath)})" : "no checkpoint yet";
                 output.WriteLine($"stopped: run {status.RunId} after step {status.LastStep} ({status.Reason}); {at}");
                 if (status.LastCheckpoint is not null)
-                    output.WriteLine($"  continue with: rt finetune {options.SpecPath}{string.Concat(options.Sets.Select(s => " --set " + s))} --resume");
+                    output.WriteLine($"  continue with: rt finetune {options.SpecPath}{string.Concat(options.Sets.Select(s => " --set " + s))}{(options.Force ? " --force" : "")} --resume");
                 output.Flush();
                 return ExitInterrupted;
             }

@@ -36,6 +36,29 @@ public sealed class FinetuneCommandTests(FinetuneFixture fixture, ITestOutputHel
     }
 
     [Fact]
+    public void A_run_too_big_for_its_slots_exits_1_with_the_plan_before_anything_starts_and_force_trains_it()
+    {
+        // A node file that gives each of the in-process node's slots 64 KiB: the micro run's plan does not fit.
+        var config = Path.Combine(fixture.Folder, "small-slots.conf");
+        File.WriteAllText(config, "runtime.node.slot-memory = 64KiB\n");
+        var spec = Specs.Write("too-big");
+        var (exit, stdout, err) = Rt.Invoke("finetune", spec, "--config", config);
+        log.WriteLine(stdout + err);
+        Assert.True(exit == 1, $"exit {exit}: {stdout}{err}");
+        Assert.Contains("error: too-big: run.train.grad-checkpointing: the run's memory plan does not fit a worker slot: each worker needs ", err);
+        foreach (var category in new[] { "weights ", "trainable ", "gradients ", "optimizer ", "activations ", "reserve " })
+            Assert.Contains(category, err);
+        Assert.Contains("over the budget of 59.0 kB (90% of the smallest slot: 65.5 kB, a CPU slot of the in-process node)", err);
+        Assert.Contains("run.admission.force = on (rt finetune --force)", err);
+        Assert.False(Directory.Exists(Specs.Output("too-big")), "a node was started (its journal folder exists)");
+
+        var forced = Rt.Invoke("finetune", spec, "--config", config, "--force");
+        log.WriteLine(forced.Out + forced.Err);
+        Assert.True(forced.Exit == 0, $"exit {forced.Exit}: {forced.Out}{forced.Err}");
+        Assert.Contains("done: run too-big, 6 steps", forced.Out);
+    }
+
+    [Fact]
     public void A_run_prints_each_step_its_checkpoints_and_a_summary_writes_its_adapter_and_is_not_restarted_by_accident()
     {
         var spec = Specs.Write("whole");
