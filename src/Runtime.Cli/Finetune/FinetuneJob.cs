@@ -160,6 +160,7 @@ public sealed class FinetuneJob(FinetuneOptions options, TextWriter output, Text
                 output.WriteLine($"  {(spec.Method == FineTuneMethod.Full ? "model  " : "adapter")}      {result}");
                 var kept = CheckpointFolders.Committed(spec.Output);
                 output.WriteLine($"  checkpoints  {(kept.Count == 0 ? "none" : string.Join(", ", kept.Select(c => Path.GetFileName(c.Path))))} in {spec.Output}");
+                SummarizeMemory(view);
                 output.Flush();
                 return ExitDone;
             }
@@ -167,6 +168,7 @@ public sealed class FinetuneJob(FinetuneOptions options, TextWriter output, Text
             {
                 var at = status.LastCheckpoint is { } c ? $"checkpoint {c.Step} ({Path.GetDirectoryName(c.ManifestPath)})" : "no checkpoint yet";
                 output.WriteLine($"stopped: run {status.RunId} after step {status.LastStep} ({status.Reason}); {at}");
+                SummarizeMemory(view);
                 if (status.LastCheckpoint is not null)
                     output.WriteLine($"  continue with: rt finetune {options.SpecPath}{string.Concat(options.Sets.Select(s => " --set " + s))}{(options.Force ? " --force" : "")} --resume");
                 output.Flush();
@@ -176,6 +178,13 @@ public sealed class FinetuneJob(FinetuneOptions options, TextWriter output, Text
                 error.WriteLine($"error: run {status.RunId} {Phase(status.Phase)}: {status.Reason}");
                 return ExitRunFailed;
         }
+    }
+
+    /// <summary>Each worker's last memory report (after the run's last step, or the latest one a stopped run made).</summary>
+    void SummarizeMemory(ProgressView view)
+    {
+        foreach (var m in view.Memory)
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {ProgressView.MemoryLine(m)} (step {m.Step})"));
     }
 
     int Interrupted(string when)

@@ -75,6 +75,14 @@ public sealed class FinetuneCommandTests(FinetuneFixture fixture, ITestOutputHel
         Assert.Contains($"adapter      {Specs.Adapter("whole")}", stdout);
         Assert.Contains("checkpoints  checkpoint-3, checkpoint-6", stdout);
 
+        // Memory: the worker's line right after step 1 (measured vs planned, by category), its last report in the summary.
+        int step1 = Array.FindIndex(lines, l => l.StartsWith("step 1/6", StringComparison.Ordinal));
+        Assert.StartsWith("memory 0.0.0: measured ", lines[step1 + 1]);
+        Assert.Single(lines, l => l.StartsWith("memory ", StringComparison.Ordinal));
+        var summary = Assert.Single(lines, l => l.StartsWith("  memory 0.0.0: measured ", StringComparison.Ordinal));
+        Assert.Matches(@" MB vs planned \d+\.\d+ MB .*\(weights \d+\.\d+/\d+\.\d+, trainable \d+\.\d+/\d+\.\d+, gradients \d+\.\d+/\d+\.\d+, optimizer \d+\.\d+/\d+\.\d+", summary);
+        Assert.EndsWith("(step 6)", summary.TrimEnd());
+
         // The adapter trained (LoRA's B starts at zero), and the journal and the log are in the output's .runtime.
         var adapter = MicroRun.Adapter(Specs.Adapter("whole"));
         Assert.Contains(adapter, t => t.Key.Contains("lora_B", StringComparison.Ordinal) && t.Value.Any(v => v != 0));
