@@ -73,7 +73,7 @@ public class NodeCommandTests
             try
             {
                 var upLine = await up.Task.WaitAsync(TimeSpan.FromSeconds(30));
-                Assert.Matches(@"^runtime node akka\.tcp://runtime@127\.0\.0\.1:\d+ is up: 2 CPU slots, roles coordinator,slot-kind:cpu,slots:2,worker, data ", upLine);
+                Assert.Matches(@"^runtime node akka\.tcp://runtime@127\.0\.0\.1:\d+ is up: 2 CPU slots of \d+\.\d+ [GM]B, roles coordinator,slot-kind:cpu,slot-memory:\d+,slots:2,worker, data ", upLine);
 
                 Assert.Equal(0, kill(process.Id, SIGTERM));
                 await process.WaitForExitAsync().WaitAsync(TimeSpan.FromSeconds(30));

@@ -7,7 +7,8 @@ namespace Runtime.Cli.Commands;
 /// <summary>
 /// `rt finetune SPEC.conf`: trains a run spec with the cluster runtime, in an in-process node or (--join) on an
 /// existing cluster, with a live progress line and a summary. Ctrl+C or SIGTERM stops it keeping the last step (a
-/// checkpoint of it); again stops at once. Exit codes: 0 done, 1 bad spec or input (every problem listed),
+/// checkpoint of it); again stops at once. A run whose memory plan does not fit the smallest worker slot is refused
+/// before anything starts, naming the plan and the keys to change; --force starts it anyway. Exit codes: 0 done, 1 bad spec or input (every problem listed),
 /// 3 the run failed, 130 stopped (interrupted; `--resume` continues).
 /// </summary>
 public static class FinetuneCommand
@@ -34,6 +35,10 @@ public static class FinetuneCommand
         var port = new Option<int?>("--port") { Description = "Cluster port of this process's node (default: any free port)" };
         var hostname = new Option<string?>("--hostname") { Description = "Address the cluster reaches this node at (with --join across machines)" };
         var slots = new Option<int?>("--slots") { Description = "Worker slots of the in-process node (default: the spec's data x pipeline x tensor)" };
+        var force = new Option<bool>("--force")
+        {
+            Description = "Start even when the run's memory plan does not fit the smallest worker slot (sets run.admission.force = on)",
+        };
         var config = new Option<string[]>("--config")
         {
             Description = "HOCON file(s) with node settings, e.g. runtime.worker.torch-threads",
@@ -43,7 +48,7 @@ public static class FinetuneCommand
         var command = new Command("finetune", "Fine-tune a model as a run spec says: live progress, the adapter in <output>/adapter; " +
                                               "Ctrl+C checkpoints and stops (exit 130), --resume continues");
         command.Arguments.Add(spec);
-        foreach (var o in new Option[] { sets, resume, join, runId, port, hostname, slots, config }) command.Options.Add(o);
+        foreach (var o in new Option[] { sets, resume, join, runId, port, hostname, slots, force, config }) command.Options.Add(o);
 
         CommandAction.Set(command, (parse, stdout) =>
         {
@@ -62,6 +67,7 @@ public static class FinetuneCommand
                 Hostname = parse.GetValue(hostname),
                 Slots = parse.GetValue(slots),
                 ConfigFiles = parse.GetValue(config) ?? [],
+                Force = parse.GetValue(force),
             };
             bool interactive = ReferenceEquals(stdout, Console.Out) && !Console.IsOutputRedirected;
             var job = new FinetuneJob(options, stdout, parse.InvocationConfiguration.Error, interactive);

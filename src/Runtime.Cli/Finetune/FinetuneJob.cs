@@ -23,13 +23,16 @@ public sealed class FinetuneJob(FinetuneOptions options, TextWriter output, Text
 
     public async Task<int> RunAsync(FinetuneInterrupt interrupt)
     {
-        var spec = RunSpecParser.Load(options.SpecPath, options.Sets);
+        var spec = RunSpecParser.Load(options.SpecPath, options.SpecSets);
         if (options.RunId is { } explicitId && !RunIds.IsValid(explicitId)) throw new UsageException($"--run-id \"{explicitId}\" {RunIds.Rule}");
         if (!options.Joins && options.Resume is null && CheckpointFolders.Committed(spec.Output) is { Count: > 0 } earlier)
             throw new UsageException(
                 $"{spec.Output} already holds checkpoints of an earlier run ({string.Join(", ", earlier.Select(c => Path.GetFileName(c.Path)))}): " +
                 "continue it with --resume, or remove the folder, or write elsewhere (--set output=DIR)");
 
+        // Alone, the run gets this process's own slots: check the spec against them (files, layout, memory plan) as the
+        // run coordinator will, before the node starts and makes the output's .runtime folder.
+        if (!options.Joins) CheckAgainstOwnSlots(spec);
         using var outputLock = options.Joins ? null : OutputLock.Acquire(FinetuneNode.StateFolderOf(spec));
         var node = await StartNode(spec);
         try
@@ -62,6 +65,12 @@ public sealed class FinetuneJob(FinetuneOptions options, TextWriter output, Text
         {
             await Leave(node);
         }
+    }
+
+    void CheckAgainstOwnSlots(RunSpec spec)
+    {
+        var slots = NodeConfig.Build(FinetuneNode.Options(spec, options)).Slots;
+        RunSpecValidator.Validate(spec, new FixedSlotInventory(slots, "the in-process node"));
     }
 
     async Task<RuntimeNode> StartNode(RunSpec spec)
@@ -153,6 +162,7 @@ public sealed class FinetuneJob(FinetuneOptions options, TextWriter output, Text
                 output.WriteLine($"  {(spec.Method == FineTuneMethod.Full ? "model  " : "adapter")}      {result}");
                 var kept = CheckpointFolders.Committed(spec.Output);
                 output.WriteLine($"  checkpoints  {(kept.Count == 0 ? "none" : string.Join(", ", kept.Select(c => Path.GetFileName(c.Path))))} in {spec.Output}");
+                SummarizeMemory(view);
                 output.Flush();
                 return ExitDone;
             }
@@ -160,8 +170,9 @@ public sealed class FinetuneJob(FinetuneOptions options, TextWriter output, Text
             {
                 var at = status.LastCheckpoint is { } c ? $"checkpoint {c.Step} ({Path.GetDirectoryName(c.ManifestPath)})" : "no checkpoint yet";
                 output.WriteLine($"stopped: run {status.RunId} after step {status.LastStep} ({status.Reason}); {at}");
+                SummarizeMemory(view);
                 if (status.LastCheckpoint is not null)
-                    output.WriteLine($"  continue with: rt finetune {options.SpecPath}{string.Concat(options.Sets.Select(s => " --set " + s))} --resume");
+                    output.WriteLine($"  continue with: rt finetune {options.SpecPath}{string.Concat(options.Sets.Select(s => " --set " + s))}{(options.Force ? " --force" : "")} --resume");
                 output.Flush();
                 return ExitInterrupted;
             }
@@ -169,6 +180,13 @@ public sealed class FinetuneJob(FinetuneOptions options, TextWriter output, Text
                 error.WriteLine($"error: run {status.RunId} {Phase(status.Phase)}: {status.Reason}");
                 return ExitRunFailed;
         }
+    }
+
+    /// <summary>Each worker's last memory report (after the run's last step, or the latest one a stopped run made).</summary>
+    void SummarizeMemory(ProgressView view)
+    {
+        foreach (var m in view.Memory)
+            output.WriteLine(string.Create(CultureInfo.InvariantCulture, $"  {ProgressView.MemoryLine(m)} (step {m.Step})"));
     }
 
     int Interrupted(string when)

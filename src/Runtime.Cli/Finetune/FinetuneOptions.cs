@@ -31,5 +31,11 @@ public sealed record FinetuneOptions
     /// <summary>How long to wait for this node to become a member of the cluster given by <see cref="Join"/>.</summary>
     public TimeSpan JoinTimeout { get; init; } = TimeSpan.FromSeconds(60);
 
+    /// <summary>Start the run even when its memory plan does not fit the smallest worker slot (run.admission.force = on).</summary>
+    public bool Force { get; init; }
+
+    /// <summary>The spec overrides to apply: <see cref="Sets"/>, then the force flag's.</summary>
+    public IReadOnlyList<string> SpecSets => Force ? [.. Sets, "admission.force=on"] : Sets;
+
     public bool Joins => Join.Count > 0;
 }

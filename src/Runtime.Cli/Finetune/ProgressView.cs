@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text;
 using Runtime.Cluster.Driving;
+using Runtime.Training.Planning;
 
 namespace Runtime.Cli.Finetune;
 
@@ -35,6 +36,19 @@ public sealed class ProgressView(TextWriter output, bool interactive, int logEve
 
     public int Attempts { get; private set; }
 
+    readonly Dictionary<Cluster.Sharding.WorkerId, WorkerMemory> _memory = new();
+    readonly HashSet<(int Attempt, Cluster.Sharding.WorkerId Worker)> _memoryShown = new();
+
+    /// <summary>Each worker's latest memory report (the last step's once the run has finished), in worker order.</summary>
+    public IReadOnlyList<WorkerMemory> Memory
+    {
+        get
+        {
+            lock (_lock)
+                return _memory.Values.OrderBy(m => m.Worker.Data).ThenBy(m => m.Worker.Pipeline).ThenBy(m => m.Worker.Tensor).ToList();
+        }
+    }
+
     public void OnProgress(IRunProgress progress)
     {
         lock (_lock)
@@ -60,6 +74,11 @@ public sealed class ProgressView(TextWriter output, bool interactive, int logEve
                 case CheckpointSaved c:
                     Checkpoints.Add(c);
                     Notice($"checkpoint {c.Step} saved: {c.Folder}");
+                    break;
+                case WorkerMemory m:
+                    _memory[m.Worker] = m;
+                    // One line per worker when an attempt's first measurement arrives; the last is in the summary.
+                    if (_memoryShown.Add((m.Attempt, m.Worker))) Notice(MemoryLine(m));
                     break;
                 case AttemptAborted a:
                     Notice($"attempt {a.Attempt} lost: {a.Reason}; resuming from the last checkpoint");
@@ -135,6 +154,27 @@ public sealed class ProgressView(TextWriter output, bool interactive, int logEve
         b.Append(CultureInfo.InvariantCulture,
             $"step {s.Step}/{s.TotalSteps}  loss {s.Loss:F4}  lr {s.LearningRate:0.00e+00}  grad {s.GradNorm:F3}  {s.TokensPerSecond:N0} tok/s  ETA {Duration(s.EtaSeconds)}");
         return b.ToString();
+    }
+
+    /// <summary>
+    /// "memory 0.1.0: measured 10.15 MB vs planned 10.32 MB (weights 2.39/2.39, trainable 0.07/0.07, gradients
+    /// 0.07/0.07, optimizer 0.13/0.13, activations 7.50/7.67 MB)": a worker's measured and planned bytes by category.
+    /// Without a measured activation peak (workers sharing a process) both totals leave the activations out.
+    /// </summary>
+    public static string MemoryLine(WorkerMemory m)
+    {
+        var (measured, planned) = (m.Measured, m.Planned);
+        static string Pair(long a, long b) => $"{ByteText.Megabytes(a)}/{ByteText.Megabytes(b)}";
+        var parameters = $"weights {Pair(measured.Weights, planned.Weights)}, trainable {Pair(measured.Trainable, planned.Trainable)}, " +
+                         $"gradients {Pair(measured.Gradients, planned.Gradients)}, optimizer {Pair(measured.Optimizer, planned.Optimizer)}";
+        var worker = $"memory {m.Worker.Data}.{m.Worker.Pipeline}.{m.Worker.Tensor}: ";
+        if (measured.Activations is { } activations)
+            return worker + $"measured {ByteText.Megabytes(measured.Total)} MB vs planned {ByteText.Megabytes(planned.Total)} MB " +
+                   $"({parameters}, activations {Pair(activations, planned.Activations ?? 0)} MB)";
+        long plannedWithout = planned.Total - (planned.Activations ?? 0);
+        return worker + $"measured {ByteText.Megabytes(measured.Total)} MB vs planned {ByteText.Megabytes(plannedWithout)} MB without activations " +
+               $"({parameters} MB; activations planned {ByteText.Megabytes(planned.Activations ?? 0)} MB, not measured: " +
+               $"{m.WorkersInProcess} workers share the process's allocator)";
     }
 
     public static string Duration(double seconds)

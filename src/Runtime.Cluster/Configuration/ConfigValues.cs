@@ -24,6 +24,24 @@ internal static class ConfigValues
         return value;
     }
 
+    /// <summary>A size in bytes: a number, or HOCON's units (512MiB, 80GiB, 24GB).</summary>
+    public static long ByteSize(Config config, string path, long min = 0)
+    {
+        var text = String(config, path);
+        long? value;
+        try
+        {
+            value = config.GetByteSize(path);
+        }
+        catch (Exception e) when (e is FormatException or ArgumentException or OverflowException)
+        {
+            value = null;
+        }
+        if (value is null) throw new HoconException($"{path} must be a size such as 80GiB or 24GB, or a number of bytes (got \"{text}\")");
+        if (value < min) throw new HoconException($"{path} must be at least {min} bytes (got \"{text}\")");
+        return value.Value;
+    }
+
     /// <summary>A duration (HOCON units: ms, s, m, h, d), or null for "off".</summary>
     public static TimeSpan? DurationOrOff(Config config, string path)
     {

@@ -29,7 +29,8 @@ public sealed record RuntimeSettings(
 
 /// <param name="Slots">Explicit slot count, or null for auto (GPUs, else CPU cores / <paramref name="CoresPerCpuSlot"/>).</param>
 /// <param name="DataDir">Absolute: relative settings are resolved against the working directory.</param>
-public sealed record NodeSettings(int? Slots, int CoresPerCpuSlot, string DataDir, TimeSpan JournalStartTimeout)
+/// <param name="SlotMemory">How much memory each slot offers (runtime.node.slot-memory, runtime.node.gpu).</param>
+public sealed record NodeSettings(int? Slots, int CoresPerCpuSlot, string DataDir, TimeSpan JournalStartTimeout, SlotMemorySettings SlotMemory)
 {
     public static NodeSettings From(Config config)
     {
@@ -40,7 +41,8 @@ public sealed record NodeSettings(int? Slots, int CoresPerCpuSlot, string DataDi
             ConfigValues.Int(config, "runtime.node.cores-per-cpu-slot", min: 1),
             Path.GetFullPath(ConfigValues.String(config, "runtime.node.data-dir")),
             ConfigValues.DurationOrOff(config, "runtime.node.journal-start-timeout")
-                ?? throw new HoconException("runtime.node.journal-start-timeout must be a duration (a node checks its journal at start)"));
+                ?? throw new HoconException("runtime.node.journal-start-timeout must be a duration (a node checks its journal at start)"),
+            SlotMemorySettings.From(config));
     }
 
     /// <summary>"auto" is handled by the caller; this reads N >= 0 and names <paramref name="key"/> otherwise.</summary>
@@ -48,6 +50,27 @@ public sealed record NodeSettings(int? Slots, int CoresPerCpuSlot, string DataDi
         int.TryParse(text, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out int n)
             ? n
             : throw new HoconException($"{key} must be auto or a whole number of slots >= 0 (got \"{text}\")");
+}
+
+/// <summary>
+/// How a node sizes one slot's memory, what a run's memory plan is admitted against. <see cref="Bytes"/>
+/// (runtime.node.slot-memory, null: auto) sets it for any kind of slot; otherwise a GPU slot has its GPU's memory, from
+/// the GPU catalogue by <see cref="Gpu"/> (runtime.node.gpu, null: auto, the model the driver reports), and a CPU
+/// slot the machine's memory divided by the node's slots.
+/// </summary>
+public sealed record SlotMemorySettings(long? Bytes, string? Gpu)
+{
+    public const string BytesKey = "runtime.node.slot-memory";
+    public const string GpuKey = "runtime.node.gpu";
+
+    public static SlotMemorySettings Auto { get; } = new(null, null);
+
+    public static SlotMemorySettings From(Config config)
+    {
+        var bytes = ConfigValues.String(config, BytesKey);
+        var gpu = ConfigValues.String(config, GpuKey).Trim();
+        return new SlotMemorySettings(bytes == "auto" ? null : ConfigValues.ByteSize(config, BytesKey, min: 1), gpu == "auto" ? null : gpu);
+    }
 }
 
 /// <summary>File names (inside the node's data folder) of the SQLite journal and snapshot store.</summary>

@@ -212,7 +212,9 @@ public sealed partial class RunDriver : ReceiveActor, IWithTimers
             _loadedThrough = s;
         }
         _tally = new StepTally(step, labelled, plan.Workers, DateTime.UtcNow);
-        foreach (var worker in plan.Workers) Region.Tell(new TrainStep(worker, Attempt, step, labelled));
+        // Memory by category: after the attempt's first step (to show it early) and after the run's last.
+        bool measure = step == plan.ResumeStep + 1 || step == plan.TotalSteps;
+        foreach (var worker in plan.Workers) Region.Tell(new TrainStep(worker, Attempt, step, labelled, measure));
     }
 
     void Training()
@@ -247,6 +249,9 @@ public sealed partial class RunDriver : ReceiveActor, IWithTimers
         _progress.Publish(new StepProgress(RunId, Attempt, step, plan.TotalSteps, m.Loss, m.LearningRate, m.GradNorm, m.LabelledTokens,
             m.TokensPerSecond, m.Seconds, _metrics.EtaSeconds(step)));
         _progress.Publish(new StepDetails(RunId, Attempt, step, tally.Details()));
+        if (plan.PlannedMemory is { } planned)
+            foreach (var (worker, reading) in tally.Memory())
+                _progress.Publish(new WorkerMemory(RunId, Attempt, step, worker, reading.Measured, planned[worker.Pipeline], reading.WorkersInProcess));
 
         // A stop that keeps the work (CheckpointAndStop) checkpoints the step just done, whatever the schedule.
         if (step % plan.Spec.Checkpoint.EverySteps == 0 || step == plan.TotalSteps || _stopRequested is not null) BeginCheckpoint(step);

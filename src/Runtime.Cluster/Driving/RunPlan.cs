@@ -1,4 +1,5 @@
 using Runtime.Cluster.DataLoading;
+using Runtime.Cluster.Hosting;
 using Runtime.Cluster.RunSpecs;
 using Runtime.Cluster.Runs;
 using Runtime.Cluster.Sharding;
@@ -6,6 +7,7 @@ using Runtime.Cluster.Workers;
 using Runtime.Model.Config;
 using Runtime.Model.Llama;
 using Runtime.Training.Data;
+using Runtime.Training.Planning;
 
 namespace Runtime.Cluster.Driving;
 
@@ -18,8 +20,9 @@ namespace Runtime.Cluster.Driving;
 public sealed class RunPlan : IDisposable
 {
     RunPlan(RunSpec spec, SharedTrainingData.Lease data, LlamaConfig model, long totalSteps, IReadOnlyList<LlamaSliceSpec> stages,
-        IReadOnlyList<WorkerId> workers, long resumeStep, string? resumeFolder, long startPosition)
+        IReadOnlyList<WorkerId> workers, long resumeStep, string? resumeFolder, long startPosition, IReadOnlyList<MemoryByCategory>? plannedMemory)
     {
+        PlannedMemory = plannedMemory;
         Spec = spec;
         Lease = data;
         Model = model;
@@ -58,6 +61,13 @@ public sealed class RunPlan : IDisposable
     /// <summary>The global sample position step ResumeStep + 1 starts at.</summary>
     public long StartPosition { get; }
 
+    /// <summary>
+    /// What the run's memory plan says a worker of each pipeline stage holds (<see cref="RunMemoryPlan"/>; every
+    /// tensor-parallel rank and replica of a stage alike), beside which workers report what they measured; null when
+    /// the planner cannot size the run (a forced run it would have refused to plan).
+    /// </summary>
+    public IReadOnlyList<MemoryByCategory>? PlannedMemory { get; }
+
     public long PositionOf(long step) => StartPosition + (step - ResumeStep - 1) * Layout.GlobalBatch;
 
     public StepPlan Step(long step) => Data.StepAt(PositionOf(step), Layout);
@@ -79,12 +89,25 @@ public sealed class RunPlan : IDisposable
                 throw new RunSpecException(spec.Name, [new SpecProblem("run.train.max-steps",
                     $"the run resumes after step {resumeStep}, but it has only {total} steps")]);
             string? folder = resume is null ? null : Path.GetDirectoryName(resume.ManifestPath);
-            return new RunPlan(spec, data, model, total, stages, workers, resumeStep, folder, resume?.DataPosition ?? 0);
+            return new RunPlan(spec, data, model, total, stages, workers, resumeStep, folder, resume?.DataPosition ?? 0, Planned(spec, model));
         }
         catch
         {
             data.Dispose();
             throw;
+        }
+    }
+
+    static IReadOnlyList<MemoryByCategory>? Planned(RunSpec spec, LlamaConfig model)
+    {
+        try
+        {
+            // The categories do not depend on the slot (only the budget does).
+            return RunMemoryPlan.For(spec, model, SlotKind.Cpu, long.MaxValue / 2).Stages.Select(s => MemoryByCategory.Planned(s.Memory)).ToList();
+        }
+        catch (PlanningException)
+        {
+            return null;
         }
     }
 

@@ -60,18 +60,11 @@ public static class RunRecipe
         spec.Method == FineTuneMethod.Full ? null : new LoraConfig(spec.Lora.R, spec.Lora.Alpha, spec.Lora.Dropout, spec.Lora.Targets);
 
     /// <summary>
-    /// Each pipeline stage's slice: <see cref="PipelineSplit"/> with the memory planner's cost of each stage, so the
-    /// layers go where `rt plan` says they go. The planner's cost does not depend on the GPU model (only its budget
-    /// does), so any catalogue entry sizes the stages alike.
+    /// Each pipeline stage's slice: <see cref="PipelineSplit"/> with the memory planner's cost of each stage
+    /// (<see cref="RunMemoryPlan.LayerCounts"/>), so the layers go where `rt plan` says they go.
     /// </summary>
-    public static IReadOnlyList<LlamaSliceSpec> Stages(RunSpec spec, LlamaConfig config)
-    {
-        var p = spec.Parallel;
-        if (p.Pipeline == 1) return [LlamaSliceSpec.Whole(config)];
-        var request = RunSpecPlanning.Request(spec, config, GpuCatalog.Get("h100-80"));
-        var plan = MemoryPlanner.PlanLayout(request, new ParallelLayout(p.Tensor, p.Pipeline, p.Data));
-        return PipelineSplit.Slices(plan.Stages.Select(s => s.Layers).ToArray());
-    }
+    public static IReadOnlyList<LlamaSliceSpec> Stages(RunSpec spec, LlamaConfig config) =>
+        spec.Parallel.Pipeline == 1 ? [LlamaSliceSpec.Whole(config)] : PipelineSplit.Slices(RunMemoryPlan.LayerCounts(spec, config));
 
     /// <summary>
     /// What worker (d, p, t) holds: its stage's layers (<paramref name="stage"/>, one of <see cref="Stages"/>), as
@@ -95,6 +88,7 @@ public static class RunRecipe
             Checkpoint = new CheckpointSpec(1, 0),
             Log = new LogSpec(1, false),
             Output = "/",
+            Admission = AdmissionSpec.Default,
         };
         return Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(RunSpecHocon.Write(neutral))));
     }

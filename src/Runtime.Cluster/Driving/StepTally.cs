@@ -47,6 +47,11 @@ public sealed class StepTally(long step, long announcedLabelledTokens, IReadOnly
         return new StepMetrics(Step, loss, any.GradNorm, any.LearningRate, labelled, inputTokens / seconds, seconds, memory);
     }
 
+    /// <summary>The memory each worker measured in the step (those asked to), in worker order.</summary>
+    public IReadOnlyList<(WorkerId Worker, WorkerMemoryReading Reading)> Memory() =>
+        _done.Values.Where(d => d.Memory is not null).OrderBy(d => d.Worker.Data).ThenBy(d => d.Worker.Pipeline).ThenBy(d => d.Worker.Tensor)
+            .Select(d => (d.Worker, d.Memory!)).ToList();
+
     public IReadOnlyList<WorkerStepStats> Details() =>
         _done.Values.OrderBy(d => d.Worker.Data).ThenBy(d => d.Worker.Pipeline).ThenBy(d => d.Worker.Tensor)
             .Select(d => new WorkerStepStats(d.Worker, d.LiveTensors, d.MemoryBytes, d.Timings)).ToList();

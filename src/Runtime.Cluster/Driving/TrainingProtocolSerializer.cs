@@ -45,6 +45,7 @@ public sealed class TrainingProtocolSerializer(ExtendedActorSystem system) : Ser
         ["AttemptAborted.v1"] = typeof(AttemptAborted),
         ["RunFinished.v1"] = typeof(RunFinished),
         ["StepDetails.v1"] = typeof(StepDetails),
+        ["WorkerMemory.v1"] = typeof(WorkerMemory),
         ["RunWorkersReleased.v1"] = typeof(RunWorkersReleased),
     };
 

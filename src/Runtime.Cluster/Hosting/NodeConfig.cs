@@ -31,8 +31,8 @@ public sealed record NodeConfig(Config Config, RuntimeSettings Settings, NodeSlo
         if (roles.FirstOrDefault(NodeSlots.IsSlotRole) is { } reserved)
             throw new HoconException($"akka.cluster.roles: \"{reserved}\" is set by the node itself; use runtime.node.slots (--slots)");
         var slots = roles.Contains(settings.Sharding.WorkerRole)
-            ? NodeSlots.Resolve(settings.Node.Slots, settings.Node.CoresPerCpuSlot, options.SlotProbe)
-            : new NodeSlots(0, NodeSlots.Resolve(0, 1, options.SlotProbe).Kind);
+            ? NodeSlots.Resolve(settings.Node.Slots, settings.Node.CoresPerCpuSlot, options.SlotProbe, settings.Node.SlotMemory)
+            : new NodeSlots(0, options.SlotProbe.GpuCount() > 0 ? SlotKind.Gpu : SlotKind.Cpu);
 
         var derived = new StringBuilder();
         derived.Append("akka.cluster.roles = [").Append(string.Join(", ", roles.Concat(slots.Roles).Select(HoconText.Quote))).Append("]\n");

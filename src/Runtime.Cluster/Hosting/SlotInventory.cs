@@ -3,10 +3,20 @@ using Akka.Cluster;
 
 namespace Runtime.Cluster.Hosting;
 
-/// <summary>How many worker slots a run may count on; what a coordinator checks a spec's worker count against.</summary>
+/// <summary>One node's worker slots, as a run could get them.</summary>
+/// <param name="Node">The node's address (for messages).</param>
+public sealed record SlotOffer(string Node, NodeSlots Slots);
+
+/// <summary>The worker slots a run may count on; what a coordinator checks a spec's workers and memory plan against.</summary>
 public interface ISlotInventory
 {
-    int AvailableSlots();
+    /// <summary>Every node that offers slots (nodes with none left out).</summary>
+    IReadOnlyList<SlotOffer> Offers();
+}
+
+public static class SlotInventoryExtensions
+{
+    public static int AvailableSlots(this ISlotInventory inventory) => inventory.Offers().Sum(o => o.Slots.Count);
 }
 
 /// <summary>
@@ -16,16 +26,24 @@ public interface ISlotInventory
 /// </summary>
 public sealed class ClusterSlotInventory(ActorSystem system, string workerRole) : ISlotInventory
 {
-    public int AvailableSlots()
+    public IReadOnlyList<SlotOffer> Offers()
     {
         var state = Akka.Cluster.Cluster.Get(system).State;
         return state.Members
             .Where(m => m.Status is MemberStatus.Up or MemberStatus.WeaklyUp && m.HasRole(workerRole) && !state.Unreachable.Contains(m))
-            .Sum(m => NodeSlots.Of(m).Count);
+            .Select(m => new SlotOffer(m.Address.ToString(), NodeSlots.Of(m)))
+            .Where(o => o.Slots.Count > 0)
+            .ToList();
     }
 }
 
-public sealed class FixedSlotInventory(int slots) : ISlotInventory
+/// <summary>Slots of one imagined node (tests; a node checking a run against its own slots before it starts).</summary>
+public sealed class FixedSlotInventory(NodeSlots slots, string node = "this node") : ISlotInventory
 {
-    public int AvailableSlots() => slots;
+    /// <summary><paramref name="slots"/> CPU slots of unknown memory: the memory plan is not checked.</summary>
+    public FixedSlotInventory(int slots) : this(new NodeSlots(slots, SlotKind.Cpu))
+    {
+    }
+
+    public IReadOnlyList<SlotOffer> Offers() => slots.Count > 0 ? [new SlotOffer(node, slots)] : [];
 }

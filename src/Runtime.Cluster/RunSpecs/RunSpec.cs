@@ -23,6 +23,18 @@ public sealed record RunSpec(
 {
     /// <summary>Samples one optimizer step consumes: micro-batch-size x grad-accum x data-parallel replicas.</summary>
     public long SamplesPerStep => (long)Train.MicroBatchSize * Train.GradAccum * Parallel.Data;
+
+    /// <summary>How the run is admitted at submission (run.admission).</summary>
+    public AdmissionSpec Admission { get; init; } = AdmissionSpec.Default;
+}
+
+/// <param name="Force">
+/// Start the run even when its memory plan does not fit the cluster's smallest worker slot (run.admission.force): for
+/// a plan known to be pessimistic, or a slot whose memory is known to be larger than the node says.
+/// </param>
+public sealed record AdmissionSpec(bool Force)
+{
+    public static AdmissionSpec Default { get; } = new(false);
 }
 
 /// <param name="Targets">PEFT module names, each one of <see cref="LinearModule.AllNames"/>, in the order given.</param>

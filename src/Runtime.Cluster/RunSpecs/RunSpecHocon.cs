@@ -8,7 +8,8 @@ namespace Runtime.Cluster.RunSpecs;
 
 /// <summary>
 /// The canonical text of a <see cref="RunSpec"/>: every key, in one fixed order, paths absolute, numbers in their
-/// shortest round-tripping form. The same spec always gives the same bytes, and
+/// shortest round-tripping form (run.admission only when it is not the default, so that specs keep the text they had
+/// before the key existed). The same spec always gives the same bytes, and
 /// <see cref="RunSpecParser.ParseCanonical"/> gives the same spec back; this is what RunSubmitted stores.
 /// </summary>
 public static class RunSpecHocon
@@ -43,6 +44,9 @@ public static class RunSpecHocon
         Line(b, "parallel", $"{{ data = {p.Data}, pipeline = {p.Pipeline}, tensor = {p.Tensor}, schedule = {PlanNames.Schedule(p.Schedule)}, vocab-parallel = {OnOff(p.VocabParallel)} }}");
         Line(b, "checkpoint", $"{{ every-steps = {spec.Checkpoint.EverySteps}, keep = {spec.Checkpoint.Keep} }}");
         Line(b, "log", $"{{ every-steps = {spec.Log.EverySteps}, tensorboard = {OnOff(spec.Log.Tensorboard)} }}");
+        // Only when forced: the text of every other spec (what journals hold, what checkpoints' training hash is of)
+        // stays what it was before the key existed.
+        if (spec.Admission.Force) Line(b, "admission", $"{{ force = {OnOff(spec.Admission.Force)} }}");
         Line(b, "output", Q(spec.Output));
         b.Append("}\n");
         return b.ToString();
@@ -57,7 +61,7 @@ public static class RunSpecHocon
         _ => "constant",
     };
 
-    static void Line(StringBuilder b, string key, string value) => b.Append("  ").Append(key).Append(key is "lora" or "qlora" or "data" or "train" or "parallel" or "checkpoint" or "log" ? " " : " = ").Append(value).Append('\n');
+    static void Line(StringBuilder b, string key, string value) => b.Append("  ").Append(key).Append(key is "lora" or "qlora" or "data" or "train" or "parallel" or "checkpoint" or "log" or "admission" ? " " : " = ").Append(value).Append('\n');
 
     static string Q(string s) => HoconText.Quote(s);
 

@@ -129,6 +129,7 @@ public static class RunSpecParser
             r.Bool("run.parallel.vocab-parallel"));
         var checkpoint = new CheckpointSpec(r.Int("run.checkpoint.every-steps", min: 1), r.Int("run.checkpoint.keep", min: 1));
         var log = new LogSpec(r.Int("run.log.every-steps", min: 1), r.Bool("run.log.tensorboard"));
+        var admission = new AdmissionSpec(r.Bool("run.admission.force"));
         var output = r.Text("run.output");
         if (output is not null && output.Trim().Length == 0) r.Add("run.output", "run.output must not be empty");
 
@@ -149,7 +150,7 @@ public static class RunSpecParser
             parallel,
             checkpoint,
             log,
-            output is null ? Path.Combine(specDirectory, "runs", name!) : PathOf("run.output", output));
+            output is null ? Path.Combine(specDirectory, "runs", name!) : PathOf("run.output", output)) { Admission = admission };
     }
 
     static IReadOnlyList<string> CheckTargets(SpecReader r, IReadOnlyList<string>? targets, FineTuneMethod method)

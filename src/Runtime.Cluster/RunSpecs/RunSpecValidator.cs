@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Runtime.Cluster.Hosting;
 using Runtime.Model.Config;
 using Runtime.Model.TensorParallel;
 using Runtime.Training.Planning;
@@ -8,23 +9,33 @@ namespace Runtime.Cluster.RunSpecs;
 
 /// <summary>
 /// Checks a parsed <see cref="RunSpec"/> against the world before anything starts: the model folder and its
-/// config.json, the data file, the parallel layout against the model's layers and heads, and the worker count against
-/// the slots available. Every problem names the key to change.
+/// config.json, the data file, the parallel layout against the model's layers and heads, the worker count against
+/// the slots available, and the memory plan against the smallest slot (<see cref="MemoryAdmission"/>). Every problem
+/// names the key to change.
 /// </summary>
 public static class RunSpecValidator
 {
     /// <summary>Throws <see cref="RunSpecException"/> naming every problem; returns the model's config when all is well.</summary>
-    public static LlamaConfig Validate(RunSpec spec, int availableSlots, string? source = null)
+    public static LlamaConfig Validate(RunSpec spec, ISlotInventory slots, string? source = null)
     {
-        var problems = Problems(spec, availableSlots, out var model);
+        var problems = Problems(spec, slots, out var model);
         if (problems.Count > 0) throw new RunSpecException(source ?? spec.Name, problems);
         return model!;
     }
 
-    public static IReadOnlyList<SpecProblem> Problems(RunSpec spec, int availableSlots) => Problems(spec, availableSlots, out _);
+    /// <summary>Against <paramref name="availableSlots"/> slots of unknown memory: the memory plan is not checked.</summary>
+    public static LlamaConfig Validate(RunSpec spec, int availableSlots, string? source = null) =>
+        Validate(spec, new FixedSlotInventory(availableSlots), source);
 
-    static IReadOnlyList<SpecProblem> Problems(RunSpec spec, int availableSlots, out LlamaConfig? model)
+    public static IReadOnlyList<SpecProblem> Problems(RunSpec spec, ISlotInventory slots) => Problems(spec, slots, out _);
+
+    /// <summary>Against <paramref name="availableSlots"/> slots of unknown memory: the memory plan is not checked.</summary>
+    public static IReadOnlyList<SpecProblem> Problems(RunSpec spec, int availableSlots) => Problems(spec, new FixedSlotInventory(availableSlots), out _);
+
+    static IReadOnlyList<SpecProblem> Problems(RunSpec spec, ISlotInventory slots, out LlamaConfig? model)
     {
+        var offers = slots.Offers();
+        int availableSlots = offers.Sum(o => o.Slots.Count);
         var problems = new List<SpecProblem>();
         void Add(string key, string message) => problems.Add(new SpecProblem(key, message));
 
@@ -41,6 +52,10 @@ public static class RunSpecValidator
         if (p.Workers > availableSlots)
             Add("run.parallel",
                 $"run.parallel: data {p.Data} x pipeline {p.Pipeline} x tensor {p.Tensor} = {p.Workers} workers need {p.Workers} slots; {availableSlots} available");
+
+        // The plan needs a model and a layout it can split; problems with either are reported above instead.
+        bool plannable = model is not null && !problems.Any(x => x.Key is "run.model" or "run.method" || x.Key.StartsWith("run.parallel.", StringComparison.Ordinal));
+        if (plannable && MemoryAdmission.Check(spec, model!, offers) is { } refusal) problems.Add(refusal);
         return problems;
     }
 

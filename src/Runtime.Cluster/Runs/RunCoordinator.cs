@@ -100,7 +100,7 @@ public sealed class RunCoordinator : ReceivePersistentActor
                     $"run \"{_runId}\" was already submitted with another spec (it is {_state.Phase.ToString().ToLowerInvariant()}); choose another run name")]));
             return;
         }
-        var problems = RunSpecValidator.Problems(submit.Spec, _setup.Slots.AvailableSlots()).ToList();
+        var problems = RunSpecValidator.Problems(submit.Spec, _setup.Slots).ToList();
         var resume = submit.ResumeFrom is null ? null : ResumeCheckpoint.Find(submit.ResumeFrom, submit.Spec, problems);
         if (problems.Count > 0)
         {

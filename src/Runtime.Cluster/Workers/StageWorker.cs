@@ -11,6 +11,7 @@ using Runtime.Model.Lora;
 using Runtime.Model.TensorParallel;
 using Runtime.Training.Checkpoints;
 using Runtime.Training.Engine;
+using Runtime.Training.Metrics;
 using Runtime.Training.Optim;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -18,8 +19,9 @@ using ShardingWorkerId = Runtime.Cluster.Sharding.WorkerId;
 
 namespace Runtime.Cluster.Workers;
 
-/// <summary>What one step did on one worker.</summary>
-public sealed record StageStepResult(double LossSum, long LabelledTokens, long InputTokens, double GradNorm, double LearningRate, StepTimings Timings);
+/// <summary>What one step did on one worker; <see cref="Memory"/> when it was asked to measure.</summary>
+public sealed record StageStepResult(double LossSum, long LabelledTokens, long InputTokens, double GradNorm, double LearningRate, StepTimings Timings,
+    WorkerMemoryReading? Memory = null);
 
 /// <summary>
 /// One worker's share of a run, without any actor around it: its model slice (only its own tensors, read from the
@@ -110,7 +112,14 @@ public sealed class StageWorker : IDisposable
         _schedule = PipelineSchedules.For(p.Schedule, p.Pipeline, id.Pipeline, spec.Train.GradAccum);
         _previousStage = id.Pipeline > 0 ? Channel(id.Data, id.Pipeline - 1, id.Tensor) : null;
         _nextStage = id.Pipeline < p.Pipeline - 1 ? Channel(id.Data, id.Pipeline + 1, id.Tensor) : null;
+        Interlocked.Increment(ref s_inProcess);
     }
+
+    static int s_inProcess;
+    bool _disposed;
+
+    /// <summary>Workers alive in this process (of any run): the C allocator's readings are theirs together.</summary>
+    public static int InProcess => Volatile.Read(ref s_inProcess);
 
     /// <summary>Trainable parameters of this worker's slice.</summary>
     public long TrainableParameters => _optimizer.Parameters.Sum(p => p.Parameter.numel());
@@ -131,9 +140,12 @@ public sealed class StageWorker : IDisposable
     /// </summary>
     public long LiveTensors => DisposeScopeManager.Statistics.ThreadTotalLiveCount + _channels.Taken - _channels.Sent;
 
-    public StageStepResult RunStep(long step, long stepLabelledTokens)
+    /// <param name="measureMemory">Also measure the worker's memory by category (see <see cref="TrainStep.MeasureMemory"/>).</param>
+    public StageStepResult RunStep(long step, long stepLabelledTokens, bool measureMemory = false)
     {
         if (stepLabelledTokens < 1) throw new ArgumentOutOfRangeException(nameof(stepLabelledTokens), stepLabelledTokens, $"step {step} has no labelled tokens");
+        int workersInProcess = InProcess;
+        using var meter = measureMemory ? ActivationMeterFor(workersInProcess) : null;
         var clock = Stopwatch.StartNew();
         _channels.ResetWaits();
         var p = _spec.Parallel;
@@ -142,8 +154,13 @@ public sealed class StageWorker : IDisposable
         long labelled = 0, inputTokens = 0;
         _tensorParallel?.BeginStep(step);
 
-        using (var stepScope = NewDisposeScope())
+        // The activation peak is one window over the whole schedule (a pipeline interleaves micro-batches), read part
+        // by part of each backward less the gradients that existed when the part began.
+        meter?.BeforeForward();
+        _engine.BackwardPartCompleted = meter is null ? null : meter.PartCompleted;
+        try
         {
+            using var stepScope = NewDisposeScope();
             foreach (var op in _schedule)
             {
                 // Replica d runs the global micro-batches j with j % dp == d, in increasing j.
@@ -161,10 +178,19 @@ public sealed class StageWorker : IDisposable
                 }
                 else
                 {
-                    Backward(step, j);
+                    Backward(step, j, meter);
                 }
             }
         }
+        finally
+        {
+            _engine.BackwardPartCompleted = null;
+        }
+        meter?.AfterBackward();
+        // After the last backward, before the reductions and the update: every gradient exists, in its fp32 home.
+        var memory = measureMemory
+            ? new WorkerMemoryReading(MemoryByCategory.Measured(MemoryAccounting.Measure(_engine, _optimizer, activationsPeak: meter?.Peak)), workersInProcess)
+            : null;
         double pipelineSeconds = clock.Elapsed.TotalSeconds;
 
         var reduceClock = Stopwatch.StartNew();
@@ -175,7 +201,20 @@ public sealed class StageWorker : IDisposable
 
         double compute = pipelineSeconds - _channels.DataWaitSeconds - _channels.PipelineWaitSeconds;
         var timings = new StepTimings(clock.Elapsed.TotalSeconds, compute, _channels.DataWaitSeconds, _channels.PipelineWaitSeconds, reduceSeconds);
-        return new StageStepResult(lossSum, labelled, inputTokens, update.GradNorm, update.LearningRate, timings);
+        return new StageStepResult(lossSum, labelled, inputTokens, update.GradNorm, update.LearningRate, timings, memory);
+    }
+
+    /// <summary>
+    /// A meter of the activation peak, where it can be read: glibc's allocator, and no other worker in the process
+    /// (their tensors would count). Tensors that earlier code left to the finalizer are freed first, so they are not
+    /// freed in the middle of the measured step.
+    /// </summary>
+    ActivationMeter? ActivationMeterFor(int workersInProcess)
+    {
+        if (workersInProcess != 1 || !NativeHeap.IsAvailable) return null;
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        return new ActivationMeter(() => MemoryAccounting.GradientBytes(_engine, _optimizer), watchPeak: true);
     }
 
     StageForward Forward(long step, int j, double lossScale, ref long inputTokens)
@@ -203,12 +242,13 @@ public sealed class StageWorker : IDisposable
         return result;
     }
 
-    void Backward(long step, int j)
+    void Backward(long step, int j, ActivationMeter? meter)
     {
         var gradOutput = _engine.IsLastStage ? null : _channels.Take(new TensorTag(_attempt, step, j, TensorKind.Gradient, _nextStage!));
         var inputGradient = _engine.Backward(j, gradOutput);
         _tensorParallel?.ThrowIfFailed();
         _optimizer.AccumulateGradients();
+        meter?.GradientsMoved();
         if (inputGradient is not null) _channels.Send(_previousStage!, Tag(step, j, TensorKind.Gradient), inputGradient);
     }
 
@@ -296,6 +336,9 @@ public sealed class StageWorker : IDisposable
 
     public void Dispose()
     {
+        if (_disposed) return;
+        _disposed = true;
+        Interlocked.Decrement(ref s_inProcess);
         _engine.Dispose();
         _optimizer.Dispose();
         _slice.Dispose();

@@ -58,8 +58,11 @@ public sealed record WorkerConnected(WorkerId Worker, int Attempt) : IWorkerRepl
 /// Run optimizer step <see cref="Step"/> (1-based) whole: the pipeline schedule over the replica's micro-batches, the
 /// data-parallel gradient all-reduce, the global gradient norm, clipping and AdamW. <see cref="LabelledTokens"/> is the
 /// step's labelled-token count over every replica (the loss normaliser). Answered with <see cref="StepDone"/>.
+/// <see cref="MeasureMemory"/>: also measure the worker's memory by category in this step (tensors counted at the end
+/// of the last backward; the activation peak sampled from the C allocator by a watcher thread, which costs a core
+/// while the step runs, and only where the worker is alone in its process), reported in <see cref="StepDone.Memory"/>.
 /// </summary>
-public sealed record TrainStep(WorkerId Worker, int Attempt, long Step, long LabelledTokens) : IWorkerCommand;
+public sealed record TrainStep(WorkerId Worker, int Attempt, long Step, long LabelledTokens, bool MeasureMemory = false) : IWorkerCommand;
 
 /// <summary>Seconds a step spent: all of it, in forward/backward compute, blocked waiting for data from the loader, for
 /// activations or gradients from other stages, and in the data-parallel all-reduce and the norm reduction.</summary>
@@ -70,9 +73,10 @@ public sealed record StepTimings(double Seconds, double ComputeSeconds, double D
 /// <param name="InputTokens">Token positions stage 0 computed on, padding included (0 elsewhere).</param>
 /// <param name="LiveTensors">Tensors the worker's thread holds after the step (flat from step to step unless it leaks).</param>
 /// <param name="MemoryBytes">The worker process's working set.</param>
+/// <param name="Memory">The worker's memory by category when the step was asked to measure it.</param>
 public sealed record StepDone(
     WorkerId Worker, int Attempt, long Step, double LossSum, long LabelledTokens, long InputTokens, double GradNorm, double LearningRate,
-    StepTimings Timings, long LiveTensors, long MemoryBytes) : IWorkerReply;
+    StepTimings Timings, long LiveTensors, long MemoryBytes, WorkerMemoryReading? Memory = null) : IWorkerReply;
 
 /// <summary>The step was cancelled (its attempt was aborted); nothing of it was applied.</summary>
 public sealed record StepAborted(WorkerId Worker, int Attempt, long Step, string Reason) : IWorkerReply;

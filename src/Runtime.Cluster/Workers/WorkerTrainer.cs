@@ -70,9 +70,9 @@ public sealed class WorkerTrainer : ReceiveActor
         if (_worker is null || step.Attempt != _attempt) return; // a stale attempt's step, or a failed load already reported
         try
         {
-            var result = _worker.RunStep(step.Step, step.LabelledTokens);
+            var result = _worker.RunStep(step.Step, step.LabelledTokens, step.MeasureMemory);
             Sender.Tell(new StepDone(_id, step.Attempt, step.Step, result.LossSum, result.LabelledTokens, result.InputTokens,
-                result.GradNorm, result.LearningRate, result.Timings, _worker.LiveTensors, Environment.WorkingSet));
+                result.GradNorm, result.LearningRate, result.Timings, _worker.LiveTensors, Environment.WorkingSet, result.Memory));
         }
         catch (Exception e) when (e is OperationCanceledException or ObjectDisposedException)
         {

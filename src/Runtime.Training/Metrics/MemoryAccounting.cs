@@ -129,5 +129,17 @@ public sealed class ActivationMeter : IDisposable
 
     public void AfterBackward() => PartCompleted();
 
+    /// <summary>
+    /// The gradients moved outside a part (folded into the fp32 masters after a micro-batch's backward): the next part
+    /// starts from the count as it is now, so the move is not taken for activations. For a step measured as one window
+    /// (<see cref="BeforeForward"/> once, then the parts of every micro-batch, as a pipeline schedule interleaves
+    /// them); call it right after a part completed, since it starts a new peak window.
+    /// </summary>
+    public void GradientsMoved()
+    {
+        _gradientsAtPartStart = _gradientBytes();
+        _watcher?.Reset();
+    }
+
     public void Dispose() => _watcher?.Dispose();
 }

@@ -34,6 +34,21 @@ public static class GpuCatalog
             "reported torch total_memory 182631-182642 MiB on HGX B200 (nvidia-smi 183359 MiB)"),
     };
 
+    /// <summary>
+    /// The entry for a device name as the NVIDIA driver reports it (nvidia-smi's name, the "Model:" line under
+    /// /proc/driver/nvidia/gpus): the product, or a shorter name the product starts with ("NVIDIA H200" for the H200
+    /// 141GB), compared without case. Null when nothing matches, or when a short name matches two entries.
+    /// </summary>
+    public static GpuSpec? FindByProduct(string model)
+    {
+        var name = string.Join(' ', model.Split(' ', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        if (name.Length == 0) return null;
+        var exact = ByName.Values.FirstOrDefault(g => string.Equals(g.Product, name, StringComparison.OrdinalIgnoreCase));
+        if (exact is not null) return exact;
+        var prefixed = ByName.Values.Where(g => g.Product.StartsWith(name + " ", StringComparison.OrdinalIgnoreCase)).ToList();
+        return prefixed.Count == 1 ? prefixed[0] : null;
+    }
+
     public static GpuSpec Get(string name) =>
         ByName.TryGetValue(name.Trim().ToLowerInvariant(), out var g)
             ? g

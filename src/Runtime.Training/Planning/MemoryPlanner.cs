@@ -71,8 +71,13 @@ public static class MemoryPlanner
         return given.Count == 0 ? "any tp x pp x dp" : string.Join(", ", given);
     }
 
-    /// <summary>Sizes one layout: splits the layers into stages and sizes each stage's GPUs.</summary>
-    public static LayoutPlan PlanLayout(PlanRequest request, ParallelLayout layout)
+    /// <summary>
+    /// Sizes one layout: splits the layers into stages and sizes each stage's GPUs. <paramref name="layerCounts"/>, when
+    /// given, is the split to size (one count per stage, summing to the model's layers) instead of the planner's own:
+    /// a run sized with another request than the one that split it (the cluster sizes Runtime's own engine over the
+    /// split it already runs).
+    /// </summary>
+    public static LayoutPlan PlanLayout(PlanRequest request, ParallelLayout layout, IReadOnlyList<int>? layerCounts = null)
     {
         var cfg = request.Model;
         StateAccounting.CheckTensorParallel(cfg, layout.Tp);
@@ -86,7 +91,11 @@ public static class MemoryPlanner
         var activations = new ActivationModel(request, layout.Tp);
         long budget = (long)Math.Floor(request.Headroom * request.Gpu.CapacityBytes);
         int p = layout.Pp;
-        var counts = PipelineSplit.LayerCounts(cfg.NumHiddenLayers, p, (s, n) => SizeStage(request, layout, activations, m, s, 0, n).Memory.Total);
+        if (layerCounts is not null && (layerCounts.Count != p || layerCounts.Any(n => n < 1) || layerCounts.Sum() != cfg.NumHiddenLayers))
+            throw new PlanningException(
+                $"the split [{string.Join(", ", layerCounts)}] is not {p} stages of at least one layer summing to the model's {cfg.NumHiddenLayers} layers");
+        var counts = layerCounts?.ToArray()
+            ?? PipelineSplit.LayerCounts(cfg.NumHiddenLayers, p, (s, n) => SizeStage(request, layout, activations, m, s, 0, n).Memory.Total);
 
         var stages = new List<StagePlan>(p);
         int first = 0;

@@ -36,6 +36,29 @@ public sealed class FinetuneCommandTests(FinetuneFixture fixture, ITestOutputHel
     }
 
     [Fact]
+    public void A_run_too_big_for_its_slots_exits_1_with_the_plan_before_anything_starts_and_force_trains_it()
+    {
+        // A node file that gives each of the in-process node's slots 64 KiB: the micro run's plan does not fit.
+        var config = Path.Combine(fixture.Folder, "small-slots.conf");
+        File.WriteAllText(config, "runtime.node.slot-memory = 64KiB\n");
+        var spec = Specs.Write("too-big");
+        var (exit, stdout, err) = Rt.Invoke("finetune", spec, "--config", config);
+        log.WriteLine(stdout + err);
+        Assert.True(exit == 1, $"exit {exit}: {stdout}{err}");
+        Assert.Contains("error: too-big: run.train.grad-checkpointing: the run's memory plan does not fit a worker slot: each worker needs ", err);
+        foreach (var category in new[] { "weights ", "trainable ", "gradients ", "optimizer ", "activations ", "reserve " })
+            Assert.Contains(category, err);
+        Assert.Contains("over the budget of 59.0 kB (90% of the smallest slot: 65.5 kB, a CPU slot of the in-process node)", err);
+        Assert.Contains("run.admission.force = on (rt finetune --force)", err);
+        Assert.False(Directory.Exists(Specs.Output("too-big")), "a node was started (its journal folder exists)");
+
+        var forced = Rt.Invoke("finetune", spec, "--config", config, "--force");
+        log.WriteLine(forced.Out + forced.Err);
+        Assert.True(forced.Exit == 0, $"exit {forced.Exit}: {forced.Out}{forced.Err}");
+        Assert.Contains("done: run too-big, 6 steps", forced.Out);
+    }
+
+    [Fact]
     public void A_run_prints_each_step_its_checkpoints_and_a_summary_writes_its_adapter_and_is_not_restarted_by_accident()
     {
         var spec = Specs.Write("whole");
@@ -51,6 +74,14 @@ public sealed class FinetuneCommandTests(FinetuneFixture fixture, ITestOutputHel
         Assert.Contains("done: run whole, 6 steps", stdout);
         Assert.Contains($"adapter      {Specs.Adapter("whole")}", stdout);
         Assert.Contains("checkpoints  checkpoint-3, checkpoint-6", stdout);
+
+        // Memory: the worker's line right after step 1 (measured vs planned, by category), its last report in the summary.
+        int step1 = Array.FindIndex(lines, l => l.StartsWith("step 1/6", StringComparison.Ordinal));
+        Assert.StartsWith("memory 0.0.0: measured ", lines[step1 + 1]);
+        Assert.Single(lines, l => l.StartsWith("memory ", StringComparison.Ordinal));
+        var summary = Assert.Single(lines, l => l.StartsWith("  memory 0.0.0: measured ", StringComparison.Ordinal));
+        Assert.Matches(@" MB vs planned \d+\.\d+ MB .*\(weights \d+\.\d+/\d+\.\d+, trainable \d+\.\d+/\d+\.\d+, gradients \d+\.\d+/\d+\.\d+, optimizer \d+\.\d+/\d+\.\d+", summary);
+        Assert.EndsWith("(step 6)", summary.TrimEnd());
 
         // The adapter trained (LoRA's B starts at zero), and the journal and the log are in the output's .runtime.
         var adapter = MicroRun.Adapter(Specs.Adapter("whole"));

@@ -25,6 +25,10 @@ public sealed class TrainingProtocolSerializerTests : Akka.TestKit.Xunit2.TestKi
 
     static readonly StepTimings Timings = new(1.5, 1.2, 0.001, 0.2, 0.099);
 
+    static readonly MemoryByCategory Measured = new(16_811_136, 311_296, 311_296, 622_592, 410_321_987);
+
+    static readonly MemoryByCategory Planned = new(16_811_136, 311_296, 311_296, 622_592, 394_264_576);
+
     public static TheoryData<ITrainingProtocol> Messages() =>
     [
         new InitializeWorker(W, 2, Spec, new WorkerSlice(0, 2, true, false), 600, "/runs/r/checkpoint-300"),
@@ -33,7 +37,9 @@ public sealed class TrainingProtocolSerializerTests : Akka.TestKit.Xunit2.TestKi
         new ConnectWorkers(W, 2, [new WorkerPlacement(W, "akka.tcp://runtime@10.0.0.2:4053"), new WorkerPlacement(new WorkerId("r", 0, 0, 0), "akka.tcp://runtime@10.0.0.1:4053")]),
         new WorkerConnected(W, 2),
         new TrainStep(W, 2, 17, 4096),
+        new TrainStep(W, 2, 1, 4096, MeasureMemory: true),
         new StepDone(W, 2, 17, 1234.5, 1000, 2048, 0.73, 1.9e-4, Timings, 104, 1L << 33),
+        new StepDone(W, 2, 1, 1234.5, 1000, 2048, 0.73, 1.9e-4, Timings, 104, 1L << 33, new WorkerMemoryReading(Measured, 1)),
         new StepDone(W, 2, 18, double.NaN, 1000, 2048, double.PositiveInfinity, 1.9e-4, Timings, 104, 1L << 33),
         new StepAborted(W, 2, 17, "cancelled"),
         new WorkerFailed(W, 2, "timed out", Retryable: true),
@@ -53,6 +59,8 @@ public sealed class TrainingProtocolSerializerTests : Akka.TestKit.Xunit2.TestKi
         new RunFinished("r", 2, RunPhase.Completed, 600, "/runs/r/adapter", null),
         new RunFinished("r", 2, RunPhase.Failed, 17, null, "diverged"),
         new StepDetails("r", 2, 17, [new WorkerStepStats(W, 104, 1L << 33, Timings)]),
+        new WorkerMemory("r", 2, 1, W, Measured, Planned, 1),
+        new WorkerMemory("r", 2, 600, W, Measured with { Activations = null }, Planned, 4),
         new RunWorkersReleased("r"),
     ];
 
@@ -79,6 +87,21 @@ public sealed class TrainingProtocolSerializerTests : Akka.TestKit.Xunit2.TestKi
         var json = Encoding.UTF8.GetString(Sys.Serialization.FindSerializerFor(message).ToBinary(message));
         Assert.Contains("\"worker\":\"run/r/1.0.0\"", json);
         Assert.Contains(System.Text.Json.JsonSerializer.Serialize(RunSpecHocon.Write(Spec)), json);
+    }
+
+    [Fact]
+    public void Messages_of_a_build_without_memory_readings_read_as_none()
+    {
+        // StepDone and TrainStep as a node of the previous build writes them: no memory, no request to measure.
+        var done = new StepDone(W, 2, 17, 1234.5, 1000, 2048, 0.73, 1.9e-4, Timings, 104, 1L << 33);
+        var serializer = Sys.Serialization.FindSerializerFor(done);
+        var older = Encoding.UTF8.GetString(serializer.ToBinary(done)).Replace(",\"memory\":null", "");
+        Assert.DoesNotContain("memory\":", older);
+        Assert.Equal(done, Sys.Serialization.Deserialize(Encoding.UTF8.GetBytes(older), TrainingProtocolSerializer.Id, "StepDone.v1"));
+        var step = new TrainStep(W, 2, 17, 4096);
+        var olderStep = Encoding.UTF8.GetString(serializer.ToBinary(step)).Replace(",\"measureMemory\":false", "");
+        Assert.DoesNotContain("measureMemory", olderStep);
+        Assert.Equal(step, Sys.Serialization.Deserialize(Encoding.UTF8.GetBytes(olderStep), TrainingProtocolSerializer.Id, "TrainStep.v1"));
     }
 
     [Fact]

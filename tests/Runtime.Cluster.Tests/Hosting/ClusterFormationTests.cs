@@ -25,9 +25,10 @@ public class ClusterFormationTests
 
         // Every node reads every other node's slots from its membership roles.
         var seen = third.Cluster.State.Members.ToDictionary(m => m.Address, NodeSlots.Of);
-        Assert.Equal(new NodeSlots(1, SlotKind.Cpu), seen[first.Address]);
-        Assert.Equal(new NodeSlots(2, SlotKind.Cpu), seen[second.Address]);
-        Assert.Equal(new NodeSlots(3, SlotKind.Cpu), seen[third.Address]);
+        // FixedSlotProbe's 16 GiB shared by each node's slots.
+        Assert.Equal(new NodeSlots(1, SlotKind.Cpu, 16L << 30), seen[first.Address]);
+        Assert.Equal(new NodeSlots(2, SlotKind.Cpu, 8L << 30), seen[second.Address]);
+        Assert.Equal(new NodeSlots(3, SlotKind.Cpu, (16L << 30) / 3), seen[third.Address]);
         Assert.Equal(6, new ClusterSlotInventory(first.System, "worker").AvailableSlots());
 
         // A graceful leave: the others see it go; its exit says it left.

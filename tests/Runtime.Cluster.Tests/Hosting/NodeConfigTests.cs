@@ -26,10 +26,11 @@ public class NodeConfigTests
         });
         var c = node.Config;
         Assert.Equal(["akka.tcp://runtime@10.0.0.1:4053", "akka.tcp://runtime@10.0.0.2:4053"], c.GetStringList("akka.cluster.seed-nodes"));
-        Assert.Equal(["worker", "slots:3", "slot-kind:cpu"], c.GetStringList("akka.cluster.roles"));
+        // FixedSlotProbe's 16 GiB over 3 CPU slots.
+        Assert.Equal(["worker", "slots:3", "slot-kind:cpu", "slot-memory:5726623061"], c.GetStringList("akka.cluster.roles"));
         Assert.Equal("10.0.0.3", c.GetString("akka.remote.dot-netty.tcp.hostname"));
         Assert.Equal(5000, c.GetInt("akka.remote.dot-netty.tcp.port"));
-        Assert.Equal(new NodeSlots(3, SlotKind.Cpu), node.Slots);
+        Assert.Equal(new NodeSlots(3, SlotKind.Cpu, 5726623061), node.Slots);
         Assert.Equal(dir.Path, node.Settings.Node.DataDir);
         Assert.Equal("keep-majority", c.GetString("akka.cluster.split-brain-resolver.active-strategy")); // from reference.conf
     }
@@ -41,8 +42,31 @@ public class NodeConfigTests
         var c = node.Config;
         Assert.Equal(4053, c.GetInt("akka.remote.dot-netty.tcp.port"));
         Assert.Equal(["akka.tcp://runtime@127.0.0.1:4053"], c.GetStringList("akka.cluster.seed-nodes"));
-        Assert.Equal(["worker", "coordinator", "slots:2", "slot-kind:cpu"], c.GetStringList("akka.cluster.roles"));
-        Assert.Equal(new NodeSlots(2, SlotKind.Cpu), node.Slots); // auto: one per core
+        Assert.Equal(["worker", "coordinator", "slots:2", "slot-kind:cpu", "slot-memory:8589934592"], c.GetStringList("akka.cluster.roles"));
+        Assert.Equal(new NodeSlots(2, SlotKind.Cpu, 8L << 30), node.Slots); // auto: one per core, half the memory each
+    }
+
+    [Fact]
+    public void Slot_memory_and_gpu_come_from_the_node_settings()
+    {
+        var set = NodeConfig.Build(new NodeOptions
+        {
+            Slots = "2", SlotProbe = TwoCores, Overrides = ConfigurationFactory.ParseString("runtime.node.slot-memory = 3GiB"),
+        });
+        Assert.Equal(new NodeSlots(2, SlotKind.Cpu, 3L << 30), set.Slots);
+        Assert.Contains("slot-memory:3221225472", set.Config.GetStringList("akka.cluster.roles"));
+
+        var gpu = NodeConfig.Build(new NodeOptions
+        {
+            SlotProbe = new FixedSlotProbe(8, 64), Overrides = ConfigurationFactory.ParseString("runtime.node.gpu = h200"),
+        });
+        Assert.Equal(new NodeSlots(8, SlotKind.Gpu, 150_109_880_320), gpu.Slots);
+
+        var e = Assert.Throws<HoconException>(() => NodeConfig.Build(new NodeOptions
+        {
+            SlotProbe = TwoCores, Overrides = ConfigurationFactory.ParseString("runtime.node.slot-memory = lots"),
+        }));
+        Assert.Contains("runtime.node.slot-memory", e.Message);
     }
 
     [Fact]

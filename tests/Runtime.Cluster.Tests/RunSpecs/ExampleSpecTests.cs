@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Runtime.Cluster.Hosting;
 using Runtime.Cluster.RunSpecs;
 using Runtime.Cluster.Tests.Support;
 using Runtime.Model.Config;
@@ -34,6 +35,8 @@ public class ExampleSpecTests
         var model = Fixtures.Model(dir["tiny"], LlamaPresets.Tiny);
         var spec = Load("quickstart.conf", "model=" + model);
         Assert.Empty(RunSpecValidator.Problems(spec, availableSlots: 1));
+        // Its memory plan fits a CPU slot of 2 GiB (a quarter of an 8 GiB laptop's memory).
+        Assert.Empty(RunSpecValidator.Problems(spec, new FixedSlotInventory(new NodeSlots(4, SlotKind.Cpu, 2L << 30))));
     }
 
     [Fact]
@@ -91,6 +94,9 @@ public class ExampleSpecTests
             (spec.Parallel.Data, spec.Parallel.Pipeline, spec.Parallel.Tensor, spec.Parallel.VocabParallel));
         Assert.Empty(RunSpecValidator.Problems(spec, availableSlots: gpus));
         Assert.Equal("run.parallel", Assert.Single(RunSpecValidator.Problems(spec, availableSlots: gpus - 1)).Key);
+        // Their memory plans fit the B200s they are written for (8 a node): admission lets them in.
+        var b200 = GpuCatalog.Get("b200").CapacityBytes;
+        Assert.Empty(RunSpecValidator.Problems(spec, new FixedSlotInventory(new NodeSlots(gpus, SlotKind.Gpu, b200))));
         // 128256 = 2^8 x 501 rows: the vocabulary splits over their tensor-parallel ranks either way.
         Assert.Empty(RunSpecValidator.Problems(spec with { Parallel = spec.Parallel with { VocabParallel = !vocabParallel } }, availableSlots: gpus));
     }

@@ -21,6 +21,23 @@ public class RunSpecHoconTests
     }
 
     [Fact]
+    public void A_forced_admission_is_written_and_read_back_and_an_unforced_one_leaves_the_text_as_it_was()
+    {
+        var plain = Example();
+        var forced = Example("admission.force=on");
+        Assert.False(plain.Admission.Force);
+        Assert.True(forced.Admission.Force);
+        var text = RunSpecHocon.Write(forced);
+        Assert.Contains("  admission { force = on }\n", text);
+        Assert.Equal(forced, RunSpecParser.ParseCanonical(text));
+        // Specs that are not forced keep the text they had before the key existed (journals, checkpoints' training hash).
+        Assert.DoesNotContain("admission", RunSpecHocon.Write(plain));
+        Assert.Equal(RunSpecHocon.Write(plain), text.Replace("  admission { force = on }\n", ""));
+        // How a run was admitted is not what it trains: a forced run's checkpoints resume unforced, and back.
+        Assert.Equal(Runtime.Cluster.Driving.RunRecipe.TrainingSha256(plain), Runtime.Cluster.Driving.RunRecipe.TrainingSha256(forced));
+    }
+
+    [Fact]
     public void Canonical_text_keeps_awkward_paths_exactly()
     {
         var spec = Example() with { Model = "/models/with space/and \"quotes\" and \\ back", Output = "/runs/a#b/c d/e" };

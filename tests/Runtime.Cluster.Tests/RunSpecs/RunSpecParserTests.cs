@@ -163,6 +163,7 @@ public class RunSpecParserTests
     [InlineData("parallel.data=0", "run.parallel.data", "at least 1")]
     [InlineData("data.packing=maybe", "run.data.packing", "on or off")]
     [InlineData("parallel.vocab-parallel=2", "run.parallel.vocab-parallel", "on or off")]
+    [InlineData("admission.force=please", "run.admission.force", "on or off")]
     [InlineData("data.max-seq-length=1", "run.data.max-seq-length", "at least 2")]
     [InlineData("lora.dropout=1", "run.lora.dropout", "in [0, 1)")]
     [InlineData("lora.targets=[q_proj, lm_head]", "run.lora.targets", "\"lm_head\" is not a Llama projection")]

@@ -21,6 +21,7 @@ public sealed class RunProtocolSerializerTests : Akka.TestKit.Xunit2.TestKit
     [
         new SubmitRun("r", Spec),
         new SubmitRun("r", Spec, "latest"),
+        new SubmitRun("r", Spec with { Admission = new AdmissionSpec(Force: true) }), // a forced admission stays forced in the journal
         new GetRunStatus("r"),
         new StopRun("r", "operator"),
         new StopRun("r", "Ctrl+C", Checkpoint: true),
@@ -41,6 +42,7 @@ public sealed class RunProtocolSerializerTests : Akka.TestKit.Xunit2.TestKit
         new RunStatus("r", RunPhase.None, 0, 0, null, 0, null, null, null),
         new RunSubmitted("r", Spec, new DateTimeOffset(2026, 11, 26, 10, 0, 0, TimeSpan.Zero)),
         new RunSubmitted("r", Spec, new DateTimeOffset(2026, 11, 26, 10, 0, 0, TimeSpan.Zero), Checkpoint),
+        new RunSubmitted("r", Spec with { Admission = new AdmissionSpec(Force: true) }, new DateTimeOffset(2026, 11, 26, 10, 0, 0, TimeSpan.Zero)),
         new RunStarted("r", 1),
         new StepCompleted("r", 1, 1, 2.5, 4096, 2e-4, 1.1, 0.9),
         new CheckpointCommitted("r", 1, 500, Checkpoint.ManifestPath, 32000),

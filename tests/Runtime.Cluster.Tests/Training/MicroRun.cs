@@ -45,7 +45,7 @@ public sealed class MicroRun
         BosTokenId = 1, EosTokenIds = [2], TorchDtype = "float32",
     };
 
-    static string WriteModel(string folder, LlamaConfig config)
+    internal static string WriteModel(string folder, LlamaConfig config)
     {
         var init = new LlamaInitializer(11, std: 0.1);
         var entries = LlamaTensorNames.All(config)

@@ -25,6 +25,32 @@ public sealed class RunSubmissionTests(TrainingCluster cluster)
     }
 
     [Fact]
+    public async Task A_run_whose_memory_plan_does_not_fit_the_slots_is_refused_with_the_plan_and_force_starts_it()
+    {
+        // The node's 4 CPU slots share FixedSlotProbe's 16 GiB: 4 GiB each, a budget of 3.87 GB. The micro spec's plan
+        // (a few MB) fits, as every other run on this node shows. Rows of up to a million tokens do not: the plan sizes
+        // a micro-batch of two such rows (GBs of logits), though this data's rows have 16 tokens.
+        Assert.Equal(new Runtime.Cluster.Hosting.NodeSlots(4, Runtime.Cluster.Hosting.SlotKind.Cpu, 4L << 30), cluster.Node.Slots);
+        var spec = cluster.Run.Spec("memory-refused", "data.max-seq-length=1048576");
+        var e = await Assert.ThrowsAsync<RunSpecException>(() => cluster.Client.SubmitAsync(spec));
+        var problem = Assert.Single(e.Problems);
+        // Activations dominate and the micro spec keeps every layer's (grad-checkpointing off): recompute is the first remedy.
+        Assert.Equal("run.train.grad-checkpointing", problem.Key);
+        Assert.StartsWith("run.train.grad-checkpointing: the run's memory plan does not fit a worker slot: each worker needs ", problem.Message);
+        foreach (var category in new[] { "weights ", "trainable ", "gradients ", "optimizer ", "activations ", "reserve " })
+            Assert.Contains(category, problem.Message);
+        Assert.Contains($"over the budget of 3.87 GB (90% of the smallest slot: 4.29 GB, a CPU slot of {cluster.Node.Address})", problem.Message);
+        Assert.Contains("run.admission.force = on", problem.Message);
+        Assert.Equal(RunPhase.None, (await cluster.Client.StatusAsync("memory-refused")).Phase);
+        Assert.False(Directory.Exists(spec.Output));
+        Assert.Empty(cluster.Progress.Of<IRunProgress>("memory-refused"));
+
+        // Forced, the same run is admitted and trains (its real rows are small).
+        var forced = cluster.Run.Spec("memory-forced", "data.max-seq-length=1048576", "admission.force=on");
+        Assert.Equal(6, (await cluster.Train(forced)).LastStep);
+    }
+
+    [Fact]
     public async Task The_progress_of_a_run_is_its_start_each_step_with_an_eta_its_checkpoints_and_its_end()
     {
         var spec = cluster.Run.Spec("progress", data: 1, pipeline: 1);

@@ -35,6 +35,22 @@ public class PipelineSplitTests
     }
 
     [Fact]
+    public void A_given_split_is_sized_as_given_and_a_split_that_does_not_add_up_is_refused()
+    {
+        var request = new PlanRequest { Model = ToyModel.Config(layers: 7), Gpu = GpuCatalog.Get("h100-80"), Tp = 1, Pp = 3, Dp = 1 };
+        var layout = new ParallelLayout(1, 3, 1);
+        var given = MemoryPlanner.PlanLayout(request, layout, [1, 1, 5]);
+        Assert.Equal([1, 1, 5], given.Stages.Select(s => s.Layers));
+        Assert.Equal([0, 1, 2], given.Stages.Select(s => s.FirstLayer));
+        // The same stage sized by the planner's own split has the same bytes when it has the same layers.
+        var own = MemoryPlanner.PlanLayout(request, layout);
+        var ownLast = own.Stages[^1];
+        Assert.Equal(MemoryPlanner.PlanLayout(request, layout, [7 - own.Stages[^1].Layers - 1, 1, ownLast.Layers]).Stages[^1].Memory, ownLast.Memory);
+        foreach (var bad in new[] { new[] { 1, 1 }, [1, 1, 4], [0, 2, 5] })
+            Assert.Throws<PlanningException>(() => MemoryPlanner.PlanLayout(request, layout, bad));
+    }
+
+    [Fact]
     public void More_stages_than_layers_is_refused()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => PipelineSplit.LayerCounts(2, 3));
