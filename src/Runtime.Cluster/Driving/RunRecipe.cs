@@ -4,6 +4,7 @@ using Runtime.Cluster.RunSpecs;
 using Runtime.Model.Config;
 using Runtime.Model.Llama;
 using Runtime.Model.Lora;
+using Runtime.Model.Tokenization;
 using Runtime.Training.Data;
 using Runtime.Training.Engine;
 using Runtime.Training.Optim;
@@ -22,9 +23,16 @@ public static class RunRecipe
     /// <summary>Micro-batch size x gradient accumulation x data-parallel replicas (Hugging Face's arithmetic).</summary>
     public static BatchLayout Layout(RunSpec spec) => new(spec.Train.MicroBatchSize, spec.Train.GradAccum, spec.Parallel.Data);
 
-    /// <summary>Tokenization, packing and the sampler (seeded by the run's seed, as Hugging Face seeds its sampler).</summary>
+    /// <summary>
+    /// Tokenization, packing and the sampler (seeded by the run's seed, as Hugging Face seeds its sampler). Conversations
+    /// are rendered with the chat template the model folder names, the one `rt generate --chat` (and transformers'
+    /// apply_chat_template) will prompt the trained model with.
+    /// </summary>
     public static TrainingDataOptions DataOptions(RunSpec spec) =>
-        new(new DataOptions(spec.Data.MaxSeqLength), new SamplerOptions(unchecked((ulong)spec.Train.Seed))) { Packing = spec.Data.Packing };
+        new(new DataOptions(spec.Data.MaxSeqLength) { Template = ChatTemplate.FromModelFolder(spec.Model) }, new SamplerOptions(unchecked((ulong)spec.Train.Seed)))
+        {
+            Packing = spec.Data.Packing,
+        };
 
     /// <summary>max-steps when set, else the whole steps in the epochs (see <see cref="GlobalSampler.TotalSteps"/>).</summary>
     public static long TotalSteps(RunSpec spec, TrainingData data)
