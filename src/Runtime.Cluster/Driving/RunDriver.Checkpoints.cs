@@ -52,7 +52,7 @@ public sealed partial class RunDriver
             string folder;
             try
             {
-                folder = RunOutputs.CommitCheckpoint(Plan.Spec.Output, CheckpointStateOf(_checkpointStep), _shardFiles);
+                folder = RunOutputs.CommitCheckpoint(Plan.Spec, CheckpointStateOf(_checkpointStep), _shardFiles);
             }
             catch (Exception e)
             {

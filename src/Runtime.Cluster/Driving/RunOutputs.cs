@@ -36,11 +36,18 @@ public static class RunOutputs
     }
 
     /// <summary>
-    /// Writes state.json and the manifest and renames the folder into place. Retention is not applied here: the
-    /// coordinator must record the new checkpoint before an older one may go (<see cref="ApplyRetention"/>).
+    /// Writes what the run trains (<see cref="RunRecipe.CheckpointModel"/>: adapter_config.json or the base's config.json,
+    /// so `rt export` can turn any checkpoint into a PEFT adapter or a model), state.json and the manifest, and renames
+    /// the folder into place. Retention is not applied here: the coordinator must record the new checkpoint before an
+    /// older one may go (<see cref="ApplyRetention"/>).
     /// </summary>
-    public static string CommitCheckpoint(string output, CheckpointState state, IEnumerable<CheckpointFile> shards) =>
-        new CheckpointCommitter(output, keepLast: 0).Commit(state.Step, state, shards);
+    public static string CommitCheckpoint(RunSpec spec, CheckpointState state, IEnumerable<CheckpointFile> shards)
+    {
+        var committer = new CheckpointCommitter(spec.Output, keepLast: 0);
+        var model = RunRecipe.CheckpointModel(spec);
+        var files = shards.Concat(model.Files().Select(f => committer.WriteFile(state.Step, f.Name, f.Bytes))).ToList();
+        return committer.Commit(state.Step, state with { Model = model.State }, files);
+    }
 
     public static IReadOnlyList<string> ApplyRetention(string output, int keep) => new CheckpointCommitter(output, keep).ApplyRetention();
 

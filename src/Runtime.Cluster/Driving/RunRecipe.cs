@@ -5,6 +5,7 @@ using Runtime.Model.Config;
 using Runtime.Model.Llama;
 using Runtime.Model.Lora;
 using Runtime.Model.Tokenization;
+using Runtime.Training.Checkpoints;
 using Runtime.Training.Data;
 using Runtime.Training.Engine;
 using Runtime.Training.Optim;
@@ -66,6 +67,11 @@ public static class RunRecipe
     /// <summary>The adapters LoRA and QLoRA train; null for full fine-tuning.</summary>
     public static LoraConfig? Lora(RunSpec spec) =>
         spec.Method == FineTuneMethod.Full ? null : new LoraConfig(spec.Lora.R, spec.Lora.Alpha, spec.Lora.Dropout, spec.Lora.Targets);
+
+    /// <summary>What the run trains and on which base, as its checkpoints record it for `rt export`.</summary>
+    public static CheckpointModel CheckpointModel(RunSpec spec) => Lora(spec) is { } lora
+        ? Training.Checkpoints.CheckpointModel.Adapter(lora, spec.Model, quantizedBase: spec.Method == FineTuneMethod.Qlora)
+        : Training.Checkpoints.CheckpointModel.Full(spec.Model);
 
     /// <summary>
     /// Each pipeline stage's slice: <see cref="PipelineSplit"/> with the memory planner's cost of each stage

@@ -86,6 +86,11 @@ public sealed class FinetuneCommandTests(FinetuneFixture fixture, ITestOutputHel
         // The adapter trained (LoRA's B starts at zero), and the journal and the log are in the output's .runtime.
         var adapter = MicroRun.Adapter(Specs.Adapter("whole"));
         Assert.Contains(adapter, t => t.Key.Contains("lora_B", StringComparison.Ordinal) && t.Value.Any(v => v != 0));
+        // Its checkpoints say what they train: `rt export` turns the last one into the same adapter.
+        var exported = Path.Combine(Specs.Output("whole"), "exported");
+        var export = Rt.Invoke("export", "--checkpoint", Path.Combine(Specs.Output("whole"), "checkpoint-6"), "--out", exported);
+        Assert.True(export.Exit == 0, export.Err);
+        Assert.Equal(0, MicroRun.RelativeDifference(adapter, MicroRun.Adapter(exported)));
         var state = Path.Combine(Specs.Output("whole"), FinetuneNode.StateFolder);
         Assert.True(File.Exists(Path.Combine(state, "journal.db")));
         Assert.Contains("Cluster Node", File.ReadAllText(Path.Combine(state, FinetuneNode.LogFile)));
