@@ -86,8 +86,13 @@ public sealed class ResumeAndFailureTests(TrainingCluster cluster, ITestOutputHe
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
         var status = await cluster.Client.WaitAsync(id, cancellationToken: timeout.Token);
         Assert.True(status.Phase == RunPhase.Completed, $"ended {status.Phase}: {status.Reason}");
-        Assert.Equal(2, status.Attempt);
-        var aborted = Assert.Single(cluster.Progress.Of<AttemptAborted>(id));
+        var aborts = cluster.Progress.Of<AttemptAborted>(id);
+        var reasons = string.Join("; ", aborts.Select(a => $"attempt {a.Attempt}: {a.Reason}"));
+        output.WriteLine(reasons);
+        // One lost worker costs one attempt. (Once, on a 2-core machine loaded by a benchmark besides the suite, the
+        // second attempt was lost too; its reason is printed above when that happens again.)
+        Assert.True(status.Attempt == 2, $"{status.Attempt} attempts: {reasons}");
+        var aborted = Assert.Single(aborts);
         Assert.Contains("1.0.0", aborted.Reason);
         var restart = cluster.Progress.Of<TrainingStarted>(id).Last();
         Assert.Equal((2, 4L), (restart.Attempt, restart.ResumeStep));

