@@ -5,6 +5,7 @@ var commands = new Dictionary<string, (string Help, Func<string[], int> Run)>(St
 {
     ["forward"] = ("forward tokens/s of a preset per dtype vs the same dtype's matmul GFLOP/s (MFU)", ForwardBench.Run),
     ["train"] = ("LoRA / QLoRA / full training tokens/s per dtype vs the same dtype's matmul GFLOP/s (MFU); memory by category vs rt plan", TrainBench.Run),
+    ["linear-kernels"] = ("GFLOP/s of a projection's forward and its two backward matmuls per dtype (what a training step keeps of the forward's speed)", LinearKernelBench.Run),
     ["channel"] = ("tensor channel throughput between two processes on 127.0.0.1 vs a raw TCP copy; in-process hand-over time", ChannelBench.Run),
     ["finetune-overhead"] = ("`rt finetune` with one worker (in-process node) vs the plain TrainingLoop on the same run: the actor runtime's overhead", FinetuneOverheadBench.Run),
     ["pipeline"] = ("a 2-stage pipeline over two `rt node` processes (1 thread each) vs one worker: 1F1B speedup against 2m/(m+1)", PipelineBench.Run),

@@ -16,8 +16,8 @@ namespace Runtime.Bench;
 /// <summary>
 /// `train` (issue 3): training tokens/s of a preset (default small, made by `rt init`) per method and dtype, with the
 /// real engine (<see cref="TrainingLoop"/>: the <see cref="StageEngine"/> and <see cref="OptimizerStep"/> a worker
-/// drives, AdamW with clipping), on full rows of random token ids; each dtype's cases bracketed by that dtype's matmul
-/// peak measured in the same process (<see cref="ForwardBench.MatmulPeak"/>), giving MFU = counted training FLOP/s
+/// drives, AdamW with clipping), on full rows of random token ids; each case bracketed by its dtype's matmul peak
+/// measured in the same process just before and after it (<see cref="ForwardBench.MatmulPeak"/>), giving MFU = counted training FLOP/s
 /// (<see cref="TrainingFlops"/>) / peak. Then the memory of a step by category (<see cref="MemoryAccounting"/>, the
 /// activation peak sampled from a watcher thread) next to the planner's prediction for the same shape. Every case
 /// loads its own model; the memory passes run apart from the timed steps because the watcher takes a core.
