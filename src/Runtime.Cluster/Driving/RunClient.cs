@@ -1,4 +1,3 @@
-using System.Runtime.CompilerServices;
 using System.Threading.Channels;
 using Akka.Actor;
 using Runtime.Cluster.Hosting;
@@ -94,22 +93,6 @@ public sealed class RunClient(ActorSystem system, IActorRef coordinators)
         var finished = new TaskCompletionSource<RunStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
         var watcher = system.ActorOf(Props.Create(() => new RunWatcher(runId, coordinators, progress.Writer, finished, StatusPollInterval, subscribed)));
         return new RunWatch(watcher, progress.Reader, finished.Task);
-    }
-
-    /// <summary>The run's progress events until it finishes (then the stream ends).</summary>
-    public async IAsyncEnumerable<IRunProgress> WatchAsync(string runId, [EnumeratorCancellation] CancellationToken cancellationToken = default)
-    {
-        var progress = Channel.CreateUnbounded<IRunProgress>(new UnboundedChannelOptions { SingleReader = true });
-        var finished = new TaskCompletionSource<RunStatus>(TaskCreationOptions.RunContinuationsAsynchronously);
-        var watcher = system.ActorOf(Props.Create(() => new RunWatcher(runId, coordinators, progress.Writer, finished, StatusPollInterval)));
-        try
-        {
-            await foreach (var p in progress.Reader.ReadAllAsync(cancellationToken)) yield return p;
-        }
-        finally
-        {
-            watcher.Tell(PoisonPill.Instance);
-        }
     }
 
     /// <summary>
