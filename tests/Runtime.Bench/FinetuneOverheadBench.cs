@@ -63,7 +63,7 @@ internal static class FinetuneOverheadBench
                 for (int round = 0; round < rounds; round++)
                 {
                     var spec = SpecOf(round);
-                    var (loop, adapter, loopTokens) = Loop(spec, steps, warmup, threads);
+                    var (loop, loopSteps, adapter, loopTokens) = Loop(spec, steps, warmup, threads);
                     var run = await BenchRuns.Follow(client, spec, spec.Name);
                     double actors = run.Seconds(warmup, steps);
                     tokens = run.LabelledTokens(warmup);
@@ -74,6 +74,10 @@ internal static class FinetuneOverheadBench
                     Console.WriteLine($"round {round + 1}: loop {loop:F2} s ({tokens / loop:F1} labelled tokens/s), rt finetune {actors:F2} s " +
                                       $"({tokens / actors:F1} labelled tokens/s); overhead {actors / loop - 1:+0.0%;-0.0%}; " +
                                       $"adapters {(difference == 0 ? "bitwise equal" : $"differ by {difference:E2}")}");
+                    // Where the difference is: inside the worker's steps, or between them (messages, driver, metrics).
+                    var worker = run.Details.Where(d => d.Step > warmup).Select(d => d.Workers.Single().Timings.Seconds).ToList();
+                    Console.WriteLine($"  per step: loop median {BenchRuns.Median(loopSteps):F3} s; worker median {BenchRuns.Median(worker):F3} s, " +
+                                      $"slowest {worker.Max():F3} s, sum {worker.Sum():F2} s (the rest, {actors - worker.Sum():F2} s, is between steps)");
                 }
             }
             finally
@@ -93,10 +97,10 @@ internal static class FinetuneOverheadBench
     }
 
     /// <summary>The yardstick: the spec's model, LoRA, data, schedule and optimizer in one <see cref="TrainingLoop"/>.</summary>
-    static (double Seconds, Dictionary<string, float[]> Adapter, long Tokens) Loop(RunSpec spec, int steps, int warmup, int threads)
+    static (double Seconds, List<double> StepSeconds, Dictionary<string, float[]> Adapter, long Tokens) Loop(RunSpec spec, int steps, int warmup, int threads)
     {
         // On a thread of its own, as the worker's trainer runs on one (torch's thread-locals start fresh).
-        (double, Dictionary<string, float[]>, long) result = default;
+        (double, List<double>, Dictionary<string, float[]>, long) result = default;
         Exception? failure = null;
         var thread = new Thread(() =>
         {
@@ -115,7 +119,7 @@ internal static class FinetuneOverheadBench
         return result;
     }
 
-    static (double, Dictionary<string, float[]>, long) LoopOnThisThread(RunSpec spec, int steps, int warmup, int threads)
+    static (double, List<double>, Dictionary<string, float[]>, long) LoopOnThisThread(RunSpec spec, int steps, int warmup, int threads)
     {
         torch.set_num_threads(threads);
         var config = LlamaConfig.Load(spec.Model);
@@ -133,15 +137,19 @@ internal static class FinetuneOverheadBench
         };
         using var loop = new TrainingLoop(model, TrainingBatches.From(data), options);
         var clock = new Stopwatch();
+        var stepSeconds = new List<double>();
         long tokens = 0;
         for (int step = 1; step <= steps; step++)
         {
             if (step == warmup + 1) clock.Start();
+            var started = clock.Elapsed.TotalSeconds;
             var record = loop.RunStep();
-            if (step > warmup) tokens += record.LabelledTokens;
+            if (step <= warmup) continue;
+            tokens += record.LabelledTokens;
+            stepSeconds.Add(clock.Elapsed.TotalSeconds - started);
         }
         clock.Stop();
         var adapter = LoraInjector.AdapterTensors(model).ToDictionary(t => t.Name, t => t.Tensor.detach().contiguous().data<float>().ToArray());
-        return (clock.Elapsed.TotalSeconds, adapter, tokens);
+        return (clock.Elapsed.TotalSeconds, stepSeconds, adapter, tokens);
     }
 }

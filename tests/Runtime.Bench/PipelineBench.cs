@@ -3,6 +3,7 @@ using System.Text;
 using Runtime.Cli.Finetune;
 using Runtime.Cluster.Driving;
 using Runtime.Cluster.Hosting;
+using Runtime.Cluster.Workers;
 using Runtime.Model.Config;
 using Runtime.Model.IO;
 using Runtime.Model.Llama;
@@ -27,13 +28,15 @@ internal static class PipelineBench
     {
         var options = new BenchOptions(args);
         int m = options.Int("micro-batches", 8), microBatch = options.Int("micro-batch", 2), seq = options.Int("seq", 64);
-        int steps = options.Int("steps", 12), warmup = options.Int("warmup", 2), rounds = options.Int("rounds", 2);
+        int steps = options.Int("steps", 20), warmup = options.Int("warmup", 3), rounds = options.Int("rounds", 2);
         int hidden = options.Int("hidden", 256), layers = options.Int("layers", 8);
+        int processes = options.Int("processes", 2);
+        if (processes is not (1 or 2)) throw new ArgumentException("--processes: 1 (both stages in one node, 2 slots) or 2 (one node per stage)");
         options.EnsureAllRead();
-        return RunAsync(m, microBatch, seq, steps, warmup, rounds, hidden, layers).GetAwaiter().GetResult();
+        return RunAsync(m, microBatch, seq, steps, warmup, rounds, hidden, layers, processes).GetAwaiter().GetResult();
     }
 
-    static async Task<int> RunAsync(int m, int microBatch, int seq, int steps, int warmup, int rounds, int hidden, int layers)
+    static async Task<int> RunAsync(int m, int microBatch, int seq, int steps, int warmup, int rounds, int hidden, int layers, int processes)
     {
         var folder = BenchRuns.ScratchFolder("pipeline");
         try
@@ -56,8 +59,9 @@ internal static class PipelineBench
                 runtime.worker.torch-threads = 1
                 """);
             using var nodes = new NodeProcesses();
-            nodes.Start(nodeConfig, seedPort, slots: 1, Path.Combine(folder, "data"), "worker,coordinator");
-            nodes.Start(nodeConfig, NodeProcesses.FreePort(), slots: 1, Path.Combine(folder, "data"), "worker");
+            // One process with two slots isolates what crossing processes costs from what two busy cores cost.
+            nodes.Start(nodeConfig, seedPort, slots: 3 - processes, Path.Combine(folder, "data"), "worker,coordinator");
+            if (processes == 2) nodes.Start(nodeConfig, NodeProcesses.FreePort(), slots: 1, Path.Combine(folder, "data"), "worker");
 
             string SpecText(string name, int pipeline) => BenchRuns.SpecText(name, model, data, Path.Combine(folder, name), steps, microBatch, m,
                 maxSeqLength: seq, pipeline: pipeline);
@@ -69,7 +73,7 @@ internal static class PipelineBench
             double ideal = 2.0 * m / (m + 1);
             Console.WriteLine($"pipeline: {config.ParameterCount:N0} parameters ({layers} layers, hidden {hidden}, vocabulary 256), LoRA r 8 fp32, " +
                               $"m = {m} micro-batches of {microBatch} x {seq} tokens a step, {steps} steps timed over {warmup + 1}..{steps}; " +
-                              $"two rt node processes, 1 slot and 1 torch thread each; ideal 1F1B speedup 2m/(m+1) = {ideal:F3}");
+                              (processes == 2 ? "two rt node processes, 1 slot" : "one rt node process, 2 slots") + $" and 1 torch thread each; ideal 1F1B speedup 2m/(m+1) = {ideal:F3}");
             var speedups = new List<double>();
             try
             {
@@ -85,6 +89,11 @@ internal static class PipelineBench
                         $"round {round + 1}: 1 worker {one:F3} s/step (compute {Compute(single, warmup, 0):F3} s), 2 stages {two:F3} s/step " +
                         $"(compute per stage {Compute(piped, warmup, 0):F3} / {Compute(piped, warmup, 1):F3} s, waiting for the other stage " +
                         $"{Wait(piped, warmup, 0):F3} / {Wait(piped, warmup, 1):F3} s); speedup {one / two:F3} = {one / two / ideal:P1} of the ideal {ideal:F3}"));
+                    Console.WriteLine(string.Create(CultureInfo.InvariantCulture,
+                        $"  per step (medians): 1 worker: its step {Timing(single, warmup, 0, t => t.Seconds):F3} s, update {Timing(single, warmup, 0, t => t.ReduceSeconds):F3} s, " +
+                        $"the driver saw {single.MedianStepSeconds(warmup):F3} s; 2 stages: their steps {Timing(piped, warmup, 0, t => t.Seconds):F3} / " +
+                        $"{Timing(piped, warmup, 1, t => t.Seconds):F3} s, update {Timing(piped, warmup, 0, t => t.ReduceSeconds):F3} / " +
+                        $"{Timing(piped, warmup, 1, t => t.ReduceSeconds):F3} s, the driver saw {piped.MedianStepSeconds(warmup):F3} s"));
                 }
             }
             finally
@@ -102,11 +111,12 @@ internal static class PipelineBench
     }
 
     /// <summary>Median compute seconds per step of pipeline stage <paramref name="stage"/>'s worker.</summary>
-    static double Compute(BenchRuns.TimedRun run, long after, int stage) =>
-        BenchRuns.Median(run.Details.Where(d => d.Step > after).SelectMany(d => d.Workers).Where(w => w.Worker.Pipeline == stage).Select(w => w.Timings.ComputeSeconds));
+    static double Compute(BenchRuns.TimedRun run, long after, int stage) => Timing(run, after, stage, t => t.ComputeSeconds);
 
-    static double Wait(BenchRuns.TimedRun run, long after, int stage) =>
-        BenchRuns.Median(run.Details.Where(d => d.Step > after).SelectMany(d => d.Workers).Where(w => w.Worker.Pipeline == stage).Select(w => w.Timings.PipelineWaitSeconds));
+    static double Wait(BenchRuns.TimedRun run, long after, int stage) => Timing(run, after, stage, t => t.PipelineWaitSeconds);
+
+    static double Timing(BenchRuns.TimedRun run, long after, int stage, Func<StepTimings, double> part) =>
+        BenchRuns.Median(run.Details.Where(d => d.Step > after).SelectMany(d => d.Workers).Where(w => w.Worker.Pipeline == stage).Select(w => part(w.Timings)));
 
     static string WriteModel(string folder, LlamaConfig config)
     {

@@ -24,7 +24,8 @@ public sealed record MemoryByCategory(long Weights, long Trainable, long Gradien
 /// <summary>
 /// What a worker measured of its memory in a step (<see cref="Workers.TrainStep.MeasureMemory"/>).
 /// <see cref="WorkersInProcess"/>: the workers its process held then; the C allocator's reading is the whole process's,
-/// so the activation peak is measured only by a worker alone in its process (null otherwise).
+/// so the activation peak is measured only by a worker alone in its process (null until it has been), once: a later
+/// reading repeats the peak of the first step that measured it.
 /// </summary>
 public sealed record WorkerMemoryReading(MemoryByCategory Measured, int WorkersInProcess);
 

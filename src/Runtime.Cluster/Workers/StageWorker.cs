@@ -118,6 +118,9 @@ public sealed class StageWorker : IDisposable
     static int s_inProcess;
     bool _disposed;
 
+    /// <summary>The activation peak this worker watched (its first memory measurement alone in its process).</summary>
+    long? _activationPeak;
+
     /// <summary>Workers alive in this process (of any run): the C allocator's readings are theirs together.</summary>
     public static int InProcess => Volatile.Read(ref s_inProcess);
 
@@ -145,7 +148,9 @@ public sealed class StageWorker : IDisposable
     {
         if (stepLabelledTokens < 1) throw new ArgumentOutOfRangeException(nameof(stepLabelledTokens), stepLabelledTokens, $"step {step} has no labelled tokens");
         int workersInProcess = InProcess;
-        using var meter = measureMemory ? ActivationMeterFor(workersInProcess) : null;
+        // Watching the peak costs a core for the whole step, and a step's activations repeat from step to step: the
+        // first measurement that can watch does, later ones report the peak it saw.
+        using var meter = measureMemory && _activationPeak is null ? ActivationMeterFor(workersInProcess) : null;
         var clock = Stopwatch.StartNew();
         _channels.ResetWaits();
         var p = _spec.Parallel;
@@ -187,9 +192,10 @@ public sealed class StageWorker : IDisposable
             _engine.BackwardPartCompleted = null;
         }
         meter?.AfterBackward();
+        _activationPeak ??= meter?.Peak;
         // After the last backward, before the reductions and the update: every gradient exists, in its fp32 home.
         var memory = measureMemory
-            ? new WorkerMemoryReading(MemoryByCategory.Measured(MemoryAccounting.Measure(_engine, _optimizer, activationsPeak: meter?.Peak)), workersInProcess)
+            ? new WorkerMemoryReading(MemoryByCategory.Measured(MemoryAccounting.Measure(_engine, _optimizer, activationsPeak: _activationPeak)), workersInProcess)
             : null;
         double pipelineSeconds = clock.Elapsed.TotalSeconds;
 

@@ -60,7 +60,8 @@ public sealed record WorkerConnected(WorkerId Worker, int Attempt) : IWorkerRepl
 /// step's labelled-token count over every replica (the loss normaliser). Answered with <see cref="StepDone"/>.
 /// <see cref="MeasureMemory"/>: also measure the worker's memory by category in this step (tensors counted at the end
 /// of the last backward; the activation peak sampled from the C allocator by a watcher thread, which costs a core
-/// while the step runs, and only where the worker is alone in its process), reported in <see cref="StepDone.Memory"/>.
+/// while the step runs, and only where the worker is alone in its process: the first such measurement watches it,
+/// later ones report that peak again), reported in <see cref="StepDone.Memory"/>.
 /// </summary>
 public sealed record TrainStep(WorkerId Worker, int Attempt, long Step, long LabelledTokens, bool MeasureMemory = false) : IWorkerCommand;
 
