@@ -20,4 +20,6 @@ if (args.Length == 0 || !commands.TryGetValue(args[0], out var command))
         Console.Error.WriteLine($"  {name,-18} {help}");
     return 2;
 }
+// As `rt` does: freed tensor memory stays with the process (RT_MALLOC=default measures glibc's own behaviour).
+Runtime.Training.Metrics.NativeHeap.KeepFreedMemory();
 return command.Run(args[1..]);
