@@ -23,8 +23,8 @@ public sealed class TrainingRunDriver : IRunDriverFactory
 /// <item>works the attempt out off its thread (<see cref="RunPlan"/>: data, steps, stage slices, resume point);</item>
 /// <item>places the P x T x D workers by sending each its <see cref="InitializeWorker"/> through the worker shard
 /// region (the slot-aware allocation picks the nodes; with no free slot the attempt waits, and says so every
-/// runtime.driver.capacity-notice-after), and waits for every worker and every replica's data loader to be ready,
-/// watching each worker's trainer;</item>
+/// runtime.driver.capacity-notice-after, sending the workers not yet ready their InitializeWorker again), and waits
+/// for every worker and every replica's data loader to be ready, watching each worker's trainer;</item>
 /// <item>tells every worker where the others live (<see cref="ConnectWorkers"/>), then the coordinator WorkersReady;</item>
 /// <item>runs the steps in order: the loaders get <see cref="LoadStep"/> ahead of need, every worker a
 /// <see cref="TrainStep"/>; when all have answered, the coordinator records the step, metrics and progress go out;</item>
@@ -129,12 +129,16 @@ public sealed partial class RunDriver : ReceiveActor, IWithTimers
         var plan = Plan;
         _placed = true;
         _placingSince = DateTime.UtcNow;
-        foreach (var worker in plan.Workers)
-            Region.Tell(new InitializeWorker(worker, Attempt, plan.Spec, WorkerSlice.Of(plan.Stages[worker.Pipeline]), plan.TotalSteps,
-                plan.ResumeFolder));
+        foreach (var worker in plan.Workers) Initialize(worker);
         Timers.StartPeriodicTimer(nameof(CapacityTick), CapacityTick.Instance, _settings.CapacityNoticeAfter);
         _progress.Publish(new PlacingWorkers(RunId, Attempt, 0, plan.Workers.Count));
         Become(Placing);
+    }
+
+    void Initialize(WorkerId worker)
+    {
+        var plan = Plan;
+        Region.Tell(new InitializeWorker(worker, Attempt, plan.Spec, WorkerSlice.Of(plan.Stages[worker.Pipeline]), plan.TotalSteps, plan.ResumeFolder));
     }
 
     void Placing()
@@ -160,6 +164,10 @@ public sealed partial class RunDriver : ReceiveActor, IWithTimers
             _log.Warning("run {0} attempt {1}: {2} of {3} workers ready after {4:F0} s; waiting for capacity",
                 RunId, Attempt, _ready.Count, Plan.Workers.Count, waited);
             _progress.Publish(new WaitingForCapacity(RunId, Attempt, _ready.Count, Plan.Workers.Count, waited));
+            // Delivery is at most once: right after a node dies, this node's region may still route a worker's shard
+            // to the dead node's region and the message is gone. Asking again reaches the shard's new home (a worker
+            // that did get it answers again without reloading).
+            foreach (var worker in Plan.Workers.Where(w => !_ready.ContainsKey(w))) Initialize(worker);
         });
         Common();
     }

@@ -25,6 +25,7 @@ public sealed class WorkerTrainer : ReceiveActor
     readonly int _torchThreads;
     readonly ILoggingAdapter _log = Context.GetLogger();
     StageWorker? _worker;
+    WorkerReady? _ready;
     int _attempt;
 
     public WorkerTrainer(WorkerId id, WorkerChannels channels, int torchThreads)
@@ -49,14 +50,22 @@ public sealed class WorkerTrainer : ReceiveActor
     void OnStart(Start start)
     {
         var command = start.Command;
+        if (_ready is not null && command.Attempt == _attempt)
+        {
+            // The driver asks again when an answer is late (see RunDriver's placing): answer again, keep what is loaded.
+            Sender.Tell(_ready);
+            return;
+        }
         _worker?.Dispose();
         _worker = null;
+        _ready = null;
         _attempt = command.Attempt;
         var clock = System.Diagnostics.Stopwatch.StartNew();
         try
         {
             _worker = new StageWorker(_id, command.Attempt, command.Spec, command.Slice.ToSpec(), command.TotalSteps, command.ResumeCheckpoint, _channels);
-            Sender.Tell(new WorkerReady(_id, command.Attempt, start.Node, _worker.TrainableParameters, clock.Elapsed.TotalSeconds));
+            _ready = new WorkerReady(_id, command.Attempt, start.Node, _worker.TrainableParameters, clock.Elapsed.TotalSeconds);
+            Sender.Tell(_ready);
         }
         catch (Exception e)
         {
