@@ -68,6 +68,12 @@ public sealed class DataLoader : ReceiveActor
         {
             Load(load);
         }
+        catch (ReceiverGone e)
+        {
+            // The worker's entity stopped (its inbox went with it) before the driver aborted the attempt.
+            _log.Warning("run {0}: the data loader of replica {1} lost a receiver on step {2}: {3}", _runId, _replica, load.Step, e.Message);
+            _driver.Tell(new LoaderFailed(_runId, _attempt, _replica, $"step {load.Step}: {e.Message}", Retryable: true));
+        }
         catch (Exception e)
         {
             // Bad data fails the same way on every attempt: the run fails, naming the step (a restart would not help).
@@ -99,9 +105,20 @@ public sealed class DataLoader : ReceiveActor
     }
 
     /// <summary>Each destination gets a tensor of its own: in-process, the receiver takes this very object and frees it.</summary>
-    void Send(int stage, int rank, LoadStep load, int microBatch, BatchPart part, Tensor tensor) =>
-        _transport.Send(new WorkerId(_runId, _replica, stage, rank), BatchTags.For(load.Attempt, load.Step, microBatch, part, _runId, _replica),
-            tensor.clone());
+    void Send(int stage, int rank, LoadStep load, int microBatch, BatchPart part, Tensor tensor)
+    {
+        var to = new WorkerId(_runId, _replica, stage, rank);
+        try
+        {
+            _transport.Send(to, BatchTags.For(load.Attempt, load.Step, microBatch, part, _runId, _replica), tensor.clone());
+        }
+        catch (Exception e) when (e is KeyNotFoundException or ObjectDisposedException)
+        {
+            throw new ReceiverGone($"worker {to} is gone: {e.Message}", e);
+        }
+    }
+
+    sealed class ReceiverGone(string message, Exception inner) : Exception(message, inner);
 
     protected override void PostStop()
     {

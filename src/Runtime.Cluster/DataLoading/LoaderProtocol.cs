@@ -8,8 +8,11 @@ namespace Runtime.Cluster.DataLoading;
 /// <summary>The loader has opened the run's data (token cache, sampler) and waits for <see cref="LoadStep"/>.</summary>
 public sealed record LoaderReady(string RunId, int Attempt, int Replica) : ITrainingProtocol;
 
-/// <summary>The loader could not open the data (no tokenizer in the model folder, a bad data file, ...).</summary>
-public sealed record LoaderFailed(string RunId, int Attempt, int Replica, string Reason) : ITrainingProtocol;
+/// <summary>
+/// The loader could not open or load the data (no tokenizer in the model folder, a bad data file, ...): the run fails,
+/// as it would on every attempt. <see cref="Retryable"/>: a worker it sends to is gone instead (the attempt is lost).
+/// </summary>
+public sealed record LoaderFailed(string RunId, int Attempt, int Replica, string Reason, bool Retryable = false) : ITrainingProtocol;
 
 /// <summary>
 /// Send the replica's micro-batches of step <see cref="Step"/> (1-based), the step that starts at global sample

@@ -276,7 +276,13 @@ public sealed partial class RunDriver : ReceiveActor, IWithTimers
             if (_trainers.TryGetValue(t.ActorRef, out var worker)) LoseAttempt($"worker {worker} was lost (its node left or it stopped)");
             else if (_loaders.ContainsValue(t.ActorRef)) LoseAttempt("a data loader was lost (its node left or it stopped)");
         });
-        Receive<LoaderFailed>(f => { if (f.Attempt == Attempt) FailRun($"the data loader of replica {f.Replica} failed: {f.Reason}"); });
+        Receive<LoaderFailed>(f =>
+        {
+            if (f.Attempt != Attempt) return;
+            var reason = $"the data loader of replica {f.Replica} failed: {f.Reason}";
+            if (f.Retryable) LoseAttempt(reason);
+            else FailRun(reason);
+        });
         Receive<WorkerFailed>(f =>
         {
             if (f.Attempt != Attempt) return;

@@ -49,6 +49,7 @@ public sealed class TrainingProtocolSerializerTests : Akka.TestKit.Xunit2.TestKi
         new ReleaseWorker(W, 2),
         new LoaderReady("r", 2, 1),
         new LoaderFailed("r", 2, 1, "no tokenizer"),
+        new LoaderFailed("r", 2, 1, "worker run/r/1.0.0 is gone", Retryable: true),
         new LoadStep("r", 2, 17, 136),
         new PlacingWorkers("r", 2, 3, 4),
         new WaitingForCapacity("r", 2, 3, 4, 15.5),
