@@ -127,14 +127,15 @@ public sealed class WorkerEntity : ReceiveActor
     {
         if (abort.Attempt != _attempt) return;
         _log.Info("worker {0}: aborting attempt {1}: {2}", _id, abort.Attempt, abort.Reason);
-        _inbox.Cancel();
+        // The inbox may already be at the next attempt (another worker of the run on this node heard of it first).
+        _inbox.Cancel(abort.Attempt);
     }
 
     void OnRelease(ReleaseWorker release)
     {
         if (release.Attempt < _attempt) return;
         // Unblock a running step first: the trainer can only stop once its handler has returned.
-        _inbox.Cancel();
+        _inbox.Cancel(release.Attempt);
         Context.Parent.Tell(new Passivate(PoisonPill.Instance));
     }
 

@@ -76,6 +76,20 @@ public class TensorInboxTests
     }
 
     [Fact]
+    public void CancellingAnOlderAttemptLeavesTheCurrentOneAlive()
+    {
+        using var inbox = new TensorInbox(Owner, attempt: 2);
+        Assert.False(inbox.Cancel(1)); // a late abort of attempt 1, after the inbox moved on
+        Assert.False(inbox.IsCancelled);
+        Assert.True(inbox.Deliver(Tag(0, Peer, attempt: 2), torch.zeros(1)));
+        using (inbox.Take(Tag(0, Peer, attempt: 2), Second)) { }
+
+        Assert.True(inbox.Cancel(2));
+        Assert.True(inbox.IsCancelled);
+        Assert.Throws<OperationCanceledException>(() => inbox.Take(Tag(1, Peer, attempt: 2), Second));
+    }
+
+    [Fact]
     public async Task CancellationTokenWakesABlockedTake()
     {
         using var inbox = new TensorInbox(Owner);

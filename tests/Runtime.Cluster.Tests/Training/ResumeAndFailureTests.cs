@@ -89,11 +89,7 @@ public sealed class ResumeAndFailureTests(TrainingCluster cluster, ITestOutputHe
         var aborts = cluster.Progress.Of<AttemptAborted>(id);
         var reasons = string.Join("; ", aborts.Select(a => $"attempt {a.Attempt}: {a.Reason}"));
         output.WriteLine(reasons);
-        // One lost worker costs one attempt; a known race can cost a second: the worker entity may forward the next
-        // attempt's first message to its trainer after the trainer died but before the entity has handled that death
-        // (seen twice on a loaded 2-core machine). The property that matters, the uninterrupted adapter, is asserted
-        // below either way.
-        Assert.True(status.Attempt is 2 or 3, $"{status.Attempt} attempts: {reasons}");
+        AssertOneAttemptLost(status.Attempt, aborts, reasons);
         var aborted = aborts[0];
         Assert.Equal(1, aborted.Attempt);
         Assert.Contains("1.0.0", aborted.Reason);
@@ -105,5 +101,18 @@ public sealed class ResumeAndFailureTests(TrainingCluster cluster, ITestOutputHe
         var expected = MicroRun.Adapter(Path.Combine(uninterrupted.Output, RunOutputs.AdapterFolder));
         var actual = MicroRun.Adapter(Path.Combine(spec.Output, RunOutputs.AdapterFolder));
         Assert.Equal(0, MicroRun.RelativeDifference(expected, actual));
+    }
+
+    /// <summary>
+    /// A lost worker costs one attempt, with one known exception: the next attempt's first message can reach the lost
+    /// worker's entity before it has handled its trainer's death, and the replica's data loader it starts then dies
+    /// with it, which costs attempt 2 as well (seen on a loaded 2-core machine). Anything else (attempt 2 losing a step,
+    /// a fourth attempt) is a failure: a late abort of attempt 1 once cancelled attempts 2, 3 and 4 this way.
+    /// </summary>
+    internal static void AssertOneAttemptLost(int attempts, IReadOnlyList<AttemptAborted> aborts, string reasons)
+    {
+        Assert.True(attempts is 2 or 3, $"{attempts} attempts: {reasons}");
+        Assert.Equal(attempts - 1, aborts.Count);
+        if (attempts == 3) Assert.True(aborts[1].Reason.StartsWith("a data loader was lost", StringComparison.Ordinal), $"attempt 2 was lost too: {reasons}");
     }
 }

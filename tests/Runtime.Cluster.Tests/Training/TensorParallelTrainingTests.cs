@@ -143,11 +143,12 @@ public sealed class TensorParallelTrainingTests(TensorParallelCluster cluster, I
         using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
         var status = await cluster.Client.WaitAsync(id, cancellationToken: timeout.Token);
         Assert.True(status.Phase == RunPhase.Completed, $"ended {status.Phase}: {status.Reason}");
-        // The lost rank costs an attempt. A known race may cost a second one (see ResumeAndFailureTests): the run must
-        // still end with the uninterrupted adapter, which is the property asserted below.
+        // The lost rank costs one attempt (see ResumeAndFailureTests for the one known race that costs a second), and the
+        // run ends with the uninterrupted adapter.
         var aborts = cluster.Progress.Of<AttemptAborted>(id);
-        output.WriteLine(string.Join("; ", aborts.Select(a => $"attempt {a.Attempt}: {a.Reason}")));
-        Assert.InRange(status.Attempt, 2, 3);
+        var reasons = string.Join("; ", aborts.Select(a => $"attempt {a.Attempt}: {a.Reason}"));
+        output.WriteLine(reasons);
+        ResumeAndFailureTests.AssertOneAttemptLost(status.Attempt, aborts, reasons);
         Assert.Contains("0.0.1", aborts[0].Reason);
         var restart = cluster.Progress.Of<TrainingStarted>(id).Last();
         output.WriteLine($"attempt 2 resumed after step {restart.ResumeStep}");
