@@ -158,14 +158,11 @@ public sealed class TensorInbox : IDisposable
         }
     }
 
-    /// <summary>Kills the current attempt: its held tensors are disposed and every wait for it throws.</summary>
-    public void Cancel()
-    {
-        lock (_gate) CancelLocked();
-    }
+    /// <summary>Kills the current attempt, whichever it is: its held tensors are disposed and every wait for it throws.</summary>
+    public void Cancel() => Cancel(long.MaxValue);
 
     /// <summary>
-    /// Kills <paramref name="attempt"/> if the inbox is still at it (or before it); returns whether it did. The node's
+    /// Kills the current attempt if it is not past <paramref name="attempt"/>; returns whether it did. The node's
     /// inboxes of a run move to a new attempt together, when the first of its workers there hears of it, so a late
     /// abort of the old attempt must not cancel the new one in the inbox of a worker that has not caught up yet.
     /// </summary>
@@ -174,16 +171,11 @@ public sealed class TensorInbox : IDisposable
         lock (_gate)
         {
             if (attempt < _attempt) return false;
-            CancelLocked();
+            _cancelled = true;
+            DropStale();
+            Monitor.PulseAll(_gate);
             return true;
         }
-    }
-
-    void CancelLocked()
-    {
-        _cancelled = true;
-        DropStale();
-        Monitor.PulseAll(_gate);
     }
 
     /// <summary>Disposes every held tensor; blocked and later waits throw <see cref="ObjectDisposedException"/>.</summary>
